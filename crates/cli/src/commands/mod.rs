@@ -1,0 +1,29 @@
+//! One module per verb; each exposes `run(args) -> anyhow::Result<()>`.
+
+pub mod config;
+pub mod corpus;
+pub mod tokenizer;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A progress bar over bytes with a message, drawn on stderr (hidden when it is not a terminal).
+pub fn byte_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// A progress bar over items with a message.
+pub fn count_bar(len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}

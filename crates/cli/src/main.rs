@@ -1,0 +1,64 @@
+//! `duet`: collect text, train tokenizers and Transformers, evaluate, serve, and run dialog
+//! assistants — one binary, no Python at run time.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// duet: the whole life of a language model in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "duet", version, about, propagate_version = true)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Collect and clean text into a corpus directory.
+    #[command(subcommand)]
+    Corpus(commands::corpus::CorpusCommand),
+    /// Train tokenizers and encode corpora into token shards.
+    #[command(subcommand)]
+    Tokenizer(commands::tokenizer::TokenizerCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default = match cli.verbose {
+        0 => "warn,duet=info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Corpus(c) => commands::corpus::run(c),
+        Command::Tokenizer(c) => commands::tokenizer::run(c),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A closed pipe (`duet ... | head`) is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
