@@ -394,7 +394,7 @@ impl Default for DedupConfig {
             ngram: 5,
             num_perm: 128,
             bands: 32,
-            threshold: 0.5,
+            threshold: 0.45,
             seed: 0x5eed_d0e7,
             partitions: 16,
         }

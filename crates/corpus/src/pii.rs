@@ -143,9 +143,9 @@ impl Redactor {
             )?,
             phone: re(concat!(
                 r"\+\d{1,3}(?:[ \-.]?\(\d{1,4}\))?(?:[ \-.]?\d{1,5}){1,5}",
-                r"|\(\d{3}\)[ \-.]?\d{3}[ \-.]\d{4}",
-                r"|\d{3}([\-. ])\d{3}([\-. ])\d{4}",
-                r"|0\d{1,4}[ \-]\d{3,4}(?:[ \-]?\d{3,4})?",
+                r"|(?:1[ \-.])?\(\d{3}\)[ \-.]?\d{3}[ \-.]\d{4}",
+                r"|(?:1[ \-.])?\d{3}[\-. ]\d{3}[\-. ]\d{4}",
+                r"|0[1-9]\d{1,3}(?:[ \-]\d{3,8}){1,3}",
                 r"|1[3-9]\d(?:[ \-]?\d{4}){2}",
             ))?,
         })
@@ -159,8 +159,9 @@ impl Redactor {
             let candidates: Vec<(usize, usize)> = match kind {
                 PiiKind::Email => self.candidates(&self.email, text, email_ok),
                 PiiKind::Ip => {
-                    let mut v = self.candidates(&self.ipv6, text, ipv6_ok);
-                    v.extend(self.candidates(&self.ipv4, text, ipv4_ok));
+                    // An address may be followed by a port (`:8080`) or a path or prefix (`/32`).
+                    let mut v = self.candidates_joined(&self.ipv6, text, &['.'], ipv6_ok);
+                    v.extend(self.candidates_joined(&self.ipv4, text, &['.'], ipv4_ok));
                     v
                 }
                 PiiKind::CnId => self.candidates(&self.cn_id, text, |s, _, _| cn_id_ok(s)),
@@ -185,6 +186,18 @@ impl Redactor {
         text: &str,
         ok: impl Fn(&str, &str, usize) -> bool,
     ) -> Vec<(usize, usize)> {
+        self.candidates_joined(re, text, &['.', '-', '/', '@'], ok)
+    }
+
+    /// Like [`Self::candidates`], naming the characters that, followed by a letter or digit,
+    /// join a match to what follows it.
+    fn candidates_joined(
+        &self,
+        re: &Regex,
+        text: &str,
+        joiners_after: &[char],
+        ok: impl Fn(&str, &str, usize) -> bool,
+    ) -> Vec<(usize, usize)> {
         let mut out = Vec::new();
         let mut pos = 0;
         while pos < text.len() {
@@ -192,7 +205,7 @@ impl Redactor {
                 break;
             };
             let (s, e) = (m.start(), m.end());
-            if bounded(text, s, e) && ok(m.as_str(), text, s) {
+            if bounded(text, s, e, joiners_after) && ok(m.as_str(), text, s) {
                 out.push((s, e));
                 pos = e;
             } else {
@@ -223,8 +236,9 @@ impl Redactor {
 }
 
 /// The boundary rule: no ASCII letter or digit (or `_`) touches the match, and no `.`, `-` or
-/// `/` joins it to another digit (which would make it part of a longer number).
-fn bounded(text: &str, start: usize, end: usize) -> bool {
+/// `/` joins it to another letter or digit (which would make it part of a longer token); which
+/// characters join after the match depends on the kind.
+fn bounded(text: &str, start: usize, end: usize, joiners_after: &[char]) -> bool {
     let before = text[..start].chars().next_back();
     let after = text[end..].chars().next();
     let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -237,7 +251,7 @@ fn bounded(text: &str, start: usize, end: usize) -> bool {
             .rev()
             .nth(1)
             .is_some_and(|c| c.is_ascii_alphanumeric());
-    let joined_after = matches!(after, Some('.' | '-' | '/' | '@'))
+    let joined_after = after.is_some_and(|c| joiners_after.contains(&c))
         && text[end..]
             .chars()
             .nth(1)
@@ -342,20 +356,28 @@ fn cn_id_ok(m: &str) -> bool {
 fn phone_ok(m: &str) -> bool {
     let d = digits(m);
     let n = d.len();
+    let separated = m.chars().any(|c| !c.is_ascii_digit() && c != '+');
     if m.starts_with('+') {
         return (8..=15).contains(&n);
     }
-    if d.first() == Some(&1) && n == 11 && (3..=9).contains(&d[1]) && !m.contains(['(', '.']) {
-        return true; // Chinese mobile
+    // Chinese mobile: 1[3-9] and 9 more digits, bare or grouped 3-4-4.
+    if n == 11 && d[0] == 1 && (3..=9).contains(&d[1]) && !m.contains(['(', '.']) {
+        let groups: Vec<usize> = m.split([' ', '-']).map(str::len).collect();
+        if groups == [11] || groups == [3, 4, 4] {
+            return true;
+        }
     }
-    if m.starts_with('(') || (n == 10 && m.chars().any(|c| !c.is_ascii_digit())) {
-        // North American: area code and exchange do not start with 0 or 1.
-        return n == 10 && d[0] >= 2 && d[3] >= 2;
+    // North American: optional 1, then area code and exchange not starting with 0 or 1.
+    let nanp = if n == 11 && d[0] == 1 {
+        &d[1..]
+    } else {
+        &d[..]
+    };
+    if nanp.len() == 10 && separated {
+        return nanp[0] >= 2 && nanp[3] >= 2;
     }
-    if d.first() == Some(&0) {
-        return (10..=11).contains(&n) && m.contains([' ', '-']);
-    }
-    false
+    // Trunk-zero national numbers need a separator.
+    d[0] == 0 && (10..=11).contains(&n) && separated
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ impl MinHasher {
         self.a.len()
     }
 
-    /// The 64-bit hashes of a text's distinct shingles, sorted.
+    /// The 64-bit hashes of a text's shingles, each occurrence counted apart, sorted.
     pub fn shingles(&self, text: &str) -> Vec<u64> {
         let norm = normalize(text);
         let mut hashes = match self.shingle {
@@ -77,6 +77,20 @@ impl MinHasher {
                 }
             }
         };
+        // The k-th occurrence of a shingle is an element of its own, so the sets compare as
+        // multisets: long documents do not converge on the same set of common shingles.
+        hashes.sort_unstable();
+        let mut k = 0u64;
+        for i in 0..hashes.len() {
+            k = if i > 0 && hashes[i] == hashes[i - 1] {
+                k + 1
+            } else {
+                0
+            };
+            if k > 0 {
+                hashes[i] = xxh3_64_with_seed(&hashes[i].to_le_bytes(), k);
+            }
+        }
         hashes.sort_unstable();
         hashes.dedup();
         hashes

@@ -91,7 +91,7 @@ impl DedupIndex {
             partitions,
             rows,
             rows_path,
-            row_len: 8 + 4 * cfg.num_perm,
+            row_len: 8 + 4 * if cfg.near { cfg.num_perm } else { 0 },
             count: 0,
             external: 0,
         })
