@@ -492,6 +492,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_holds_the_defaults() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/configs/corpus.toml"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        assert_eq!(Config::from_toml(&text).unwrap(), Config::default());
+    }
+
+    #[test]
     fn defaults_round_trip_through_toml() {
         let text = toml::to_string(&Config::default()).unwrap();
         assert_eq!(Config::from_toml(&text).unwrap(), Config::default());

@@ -160,22 +160,27 @@ impl Context {
             };
         }
         let w = words(&text);
-        let head_end = text.char_indices().nth(4000).map_or(text.len(), |(i, _)| i);
-        let guess = filter::identify(&text[..head_end]);
-        if let Some(reason) = filter::apply(&text, &w, &guess, &self.cfg.filters) {
-            let detail = if reason.starts_with("language") {
-                format!("{} ({:.2})", guess.code, guess.confidence)
-            } else {
-                String::new()
+        let verdict = filter::apply(&text, &w, &self.cfg.filters);
+        let lang = verdict.lang.map(|g| g.code);
+        if let Some(reason) = verdict.reason {
+            let detail = match verdict.lang {
+                Some(g) if reason.starts_with("language") => {
+                    format!("{} ({:.2})", g.code, g.confidence)
+                }
+                _ => String::new(),
             };
             return Processed::Dropped {
                 id,
                 reason,
                 text,
                 detail,
-                lang: Some(guess.code),
+                lang,
             };
         }
+        let guess = verdict.lang.unwrap_or(filter::LangGuess {
+            code: "und",
+            confidence: 0.0,
+        });
         drop(w);
         if self.decontam.contaminated(&text) {
             return Processed::Dropped {

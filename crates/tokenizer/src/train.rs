@@ -166,7 +166,18 @@ where
     S: AsRef<str> + Send,
 {
     let (mut t, mut trainer) = untrained(opts)?;
-    t.train(&mut trainer, texts).map_err(tk)?;
+    t.train(&mut trainer, texts).map_err(|e| {
+        let msg = e.to_string();
+        if msg.contains("not large enough") {
+            Error::Invalid(format!(
+                "--vocab-size {} is smaller than the number of distinct characters in the corpus \
+                 ({msg}); Chinese text needs several thousand",
+                opts.vocab_size
+            ))
+        } else {
+            Error::Tokenizers(msg)
+        }
+    })?;
     if opts.kind == Kind::Wordpiece {
         let id = |s: &str| {
             t.token_to_id(s)

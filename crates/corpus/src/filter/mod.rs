@@ -41,18 +41,41 @@ pub fn language(guess: &LangGuess, cfg: &LanguageConfig) -> Option<&'static str>
     }
 }
 
-/// Runs every filter in order (length, language, quality, repetition) and returns the name of
-/// the first that drops the document.
-pub fn apply(
-    text: &str,
-    words: &[&str],
-    guess: &LangGuess,
-    cfg: &FiltersConfig,
-) -> Option<&'static str> {
-    length(text, words, &cfg.length)
-        .or_else(|| language(guess, &cfg.language))
+/// Characters of a document that language identification looks at: enough for a confident
+/// guess, and it keeps the cost of long documents bounded.
+const LANG_ID_CHARS: usize = 2000;
+
+/// What the filters concluded about a document.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// The language, when the document got as far as identification (the length filter runs
+    /// first, because it is cheap and identification is not).
+    pub lang: Option<LangGuess>,
+    /// The name of the filter that drops the document, if any.
+    pub reason: Option<&'static str>,
+}
+
+/// Runs every filter in order (length, language, quality, repetition); the first that fails
+/// names the drop.
+pub fn apply(text: &str, words: &[&str], cfg: &FiltersConfig) -> Verdict {
+    if let Some(reason) = length(text, words, &cfg.length) {
+        return Verdict {
+            lang: None,
+            reason: Some(reason),
+        };
+    }
+    let head = text
+        .char_indices()
+        .nth(LANG_ID_CHARS)
+        .map_or(text, |(i, _)| &text[..i]);
+    let guess = identify(head);
+    let reason = language(&guess, &cfg.language)
         .or_else(|| quality::check(text, words, guess.code, &cfg.quality))
-        .or_else(|| repetition::check(text, words, &cfg.repetition))
+        .or_else(|| repetition::check(text, words, &cfg.repetition));
+    Verdict {
+        lang: Some(guess),
+        reason,
+    }
 }
 
 #[cfg(test)]
@@ -64,16 +87,15 @@ mod tests {
     fn first_failing_filter_names_the_drop() {
         let cfg = FiltersConfig::default();
         let t = "Hi.";
-        assert_eq!(
-            apply(t, &words(t), &identify(t), &cfg),
-            Some("length.too_few_chars")
-        );
+        let v = apply(t, &words(t), &cfg);
+        assert_eq!((v.lang, v.reason), (None, Some("length.too_few_chars")));
         let t = "Der schnelle braune Fuchs springt über den faulen Hund.";
+        let v = apply(t, &words(t), &cfg);
         assert_eq!(
-            apply(t, &words(t), &identify(t), &cfg),
-            Some("language.not_allowed")
+            (v.lang.map(|l| l.code), v.reason),
+            (Some("de"), Some("language.not_allowed"))
         );
         let t = "A fool and his money are soon parted.";
-        assert_eq!(apply(t, &words(t), &identify(t), &cfg), None);
+        assert_eq!(apply(t, &words(t), &cfg).reason, None);
     }
 }

@@ -1,7 +1,8 @@
 //! Repetition heuristics after Gopher (Rae et al. 2021, table A1): duplicated lines and
 //! paragraphs, the share of text in the most frequent n-gram, and in duplicated n-grams.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::config::RepetitionConfig;
 use crate::text::normalize_word;
@@ -44,39 +45,27 @@ pub fn check(text: &str, words: &[&str], cfg: &RepetitionConfig) -> Option<&'sta
     if words.len() < cfg.min_words_for_ngrams {
         return None;
     }
-    let norm: Vec<String> = words.iter().map(|w| normalize_word(w)).collect();
-    let word_chars: usize = norm.iter().map(|w| w.chars().count()).sum();
+    // Each word becomes a hash and a length once; n-gram hashes are built from the (n-1)-gram
+    // hashes, so every n costs one pass.
+    let mut hashes = Vec::with_capacity(words.len());
+    let mut lens = Vec::with_capacity(words.len());
+    for w in words {
+        let n = normalize_word(w);
+        hashes.push(xxh3_64(n.as_bytes()));
+        lens.push(n.chars().count());
+    }
+    let word_chars: usize = lens.iter().sum();
     if word_chars == 0 {
         return None;
     }
     let word_chars = word_chars as f64;
-    // 2) the most frequent 2-, 3- and 4-gram.
-    for (i, n) in (2..=4).enumerate() {
-        if norm.len() < n {
-            break;
-        }
-        let mut counts: HashMap<&[String], usize> = HashMap::new();
-        for g in norm.windows(n) {
-            *counts.entry(g).or_default() += 1;
-        }
-        let top = counts
-            .iter()
-            .filter(|(_, c)| **c > 1)
-            .map(|(g, c)| g.iter().map(|w| w.chars().count()).sum::<usize>() * c)
-            .max()
-            .unwrap_or(0);
-        if top as f64 / word_chars > cfg.max_top_ngram_char_ratio[i] {
-            return Some(
-                [
-                    "repetition.top_2gram",
-                    "repetition.top_3gram",
-                    "repetition.top_4gram",
-                ][i],
-            );
-        }
-    }
-    // 3) characters covered by n-grams (5..=10) that occur more than once.
-    const NAMES: [&str; 6] = [
+    let mut grams = hashes.clone();
+    const TOP: [&str; 3] = [
+        "repetition.top_2gram",
+        "repetition.top_3gram",
+        "repetition.top_4gram",
+    ];
+    const DUP: [&str; 6] = [
         "repetition.dup_5gram",
         "repetition.dup_6gram",
         "repetition.dup_7gram",
@@ -84,30 +73,53 @@ pub fn check(text: &str, words: &[&str], cfg: &RepetitionConfig) -> Option<&'sta
         "repetition.dup_9gram",
         "repetition.dup_10gram",
     ];
-    for (i, n) in (5..=10).enumerate() {
-        if norm.len() < n {
+    for n in 2..=10 {
+        if hashes.len() < n {
             break;
         }
-        let mut seen: HashSet<&[String]> = HashSet::new();
-        let mut covered = vec![false; norm.len()];
-        let mut start = 0;
-        while start + n <= norm.len() {
-            let g = &norm[start..start + n];
-            if !seen.insert(g) {
-                covered[start..start + n].iter_mut().for_each(|c| *c = true);
-                start += n;
-            } else {
-                start += 1;
-            }
+        // grams[i] now covers words i..i+n.
+        grams.pop();
+        for (i, g) in grams.iter_mut().enumerate() {
+            *g = (g.rotate_left(23) ^ hashes[i + n - 1]).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         }
-        let dup: usize = norm
-            .iter()
-            .zip(&covered)
-            .filter(|(_, c)| **c)
-            .map(|(w, _)| w.chars().count())
-            .sum();
-        if dup as f64 / word_chars > cfg.max_dup_ngram_char_ratio[i] {
-            return Some(NAMES[i]);
+        let chars = |start: usize| lens[start..start + n].iter().sum::<usize>();
+        if n <= 4 {
+            // 1) the share of characters in the most frequent n-gram (counted when it repeats).
+            let mut counts: FxHashMap<u64, (u32, usize)> = FxHashMap::default();
+            for (i, g) in grams.iter().enumerate() {
+                counts.entry(*g).or_insert((0, i)).0 += 1;
+            }
+            let top = counts
+                .values()
+                .filter(|(c, _)| *c > 1)
+                .map(|(c, first)| chars(*first) * *c as usize)
+                .max()
+                .unwrap_or(0);
+            if top as f64 / word_chars > cfg.max_top_ngram_char_ratio[n - 2] {
+                return Some(TOP[n - 2]);
+            }
+        } else {
+            // 2) characters covered by n-grams that occur more than once.
+            let mut seen: FxHashSet<u64> = FxHashSet::default();
+            let mut covered = vec![false; hashes.len()];
+            let mut start = 0;
+            while start + n <= hashes.len() {
+                if !seen.insert(grams[start]) {
+                    covered[start..start + n].iter_mut().for_each(|c| *c = true);
+                    start += n;
+                } else {
+                    start += 1;
+                }
+            }
+            let dup: usize = lens
+                .iter()
+                .zip(&covered)
+                .filter(|(_, c)| **c)
+                .map(|(l, _)| *l)
+                .sum();
+            if dup as f64 / word_chars > cfg.max_dup_ngram_char_ratio[n - 5] {
+                return Some(DUP[n - 5]);
+            }
         }
     }
     None
@@ -115,7 +127,7 @@ pub fn check(text: &str, words: &[&str], cfg: &RepetitionConfig) -> Option<&'sta
 
 /// How many items repeat an earlier one, and how many characters those repeats hold.
 fn duplicates(items: &[&str]) -> (usize, usize) {
-    let mut seen = HashSet::new();
+    let mut seen = FxHashSet::default();
     let mut dup = 0;
     let mut chars = 0;
     for item in items {

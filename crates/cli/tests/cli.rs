@@ -1,0 +1,265 @@
+//! End-to-end tests of the `duet` binary: run it in a temp dir and read what it wrote.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use anyhow::Result;
+
+fn duet(args: &[&str], dir: &Path) -> Result<Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_duet"))
+        .args(args)
+        .current_dir(dir)
+        .output()?)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A small mixed input: fortunes, an HTML page, JSONL with a bad line, a CSV.
+fn fixture(dir: &Path) -> Result<()> {
+    let input = dir.join("input");
+    std::fs::create_dir_all(&input)?;
+    let mut fortunes = String::new();
+    for i in 0..60 {
+        fortunes += &format!(
+            "Fortune number {i}: the early bird gets the worm, but the second mouse gets the cheese {}.\n%\n",
+            i * 7
+        );
+    }
+    fortunes += "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n%\n";
+    std::fs::write(input.join("quotes"), fortunes)?;
+    std::fs::write(
+        input.join("page.html"),
+        "<html><head><title>T</title><script>track()</script></head><body><nav><a href=/>Home</a></nav>\
+         <main><h1>Heading</h1><p>The main text of the page is what a reader came for, and it stays.</p></main>\
+         <footer>Copyright</footer></body></html>",
+    )?;
+    std::fs::write(
+        input.join("chat.jsonl"),
+        "{\"id\":\"c1\",\"text\":\"Please write to me at someone@example.com about the order.\"}\n{broken\n",
+    )?;
+    std::fs::write(
+        input.join("rows.csv"),
+        "label,text\nham,\"Are we still meeting for lunch at noon today, friend?\"\n",
+    )?;
+    Ok(())
+}
+
+#[test]
+fn corpus_build_tokenizer_train_and_encode() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    fixture(tmp.path())?;
+    let out = duet(
+        &[
+            "corpus",
+            "build",
+            "input",
+            "--out",
+            "corpus",
+            "--set",
+            "split.valid=0.2",
+        ],
+        tmp.path(),
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("documents in"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("corpus/report.json"))?)?;
+    assert_eq!(report["dropped"]["malformed"]["count"], 1);
+    assert_eq!(report["redactions"]["email"], 1);
+    let md = std::fs::read_to_string(tmp.path().join("corpus/report.md"))?;
+    assert!(md.contains("Every document is accounted for"));
+    let out = duet(
+        &[
+            "tokenizer",
+            "train",
+            "--corpus",
+            "corpus",
+            "--vocab-size",
+            "400",
+            "--out",
+            "tok/tokenizer.json",
+        ],
+        tmp.path(),
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("bytes per token"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = duet(
+        &[
+            "tokenizer",
+            "encode",
+            "--corpus",
+            "corpus",
+            "--tokenizer",
+            "tok/tokenizer.json",
+            "--out",
+            "tokens",
+        ],
+        tmp.path(),
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(tmp.path().join("tokens/train/tokens-00000.bin").is_file());
+    assert!(tmp.path().join("tokens/manifest.json").is_file());
+    for kind in ["wordpiece", "unigram"] {
+        let o = format!("tok/{kind}.json");
+        let out = duet(
+            &[
+                "tokenizer",
+                "train",
+                "--corpus",
+                "corpus",
+                "--kind",
+                kind,
+                "--vocab-size",
+                "300",
+                "--out",
+                &o,
+            ],
+            tmp.path(),
+        )?;
+        assert!(out.status.success(), "{kind}: {}", text(&out.stderr));
+    }
+    Ok(())
+}
+
+#[test]
+fn errors_name_the_problem_and_exit_with_2() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    fixture(tmp.path())?;
+    let out = duet(
+        &[
+            "corpus",
+            "build",
+            "input",
+            "--out",
+            "c",
+            "--set",
+            "dedup.threshhold=0.3",
+        ],
+        tmp.path(),
+    )?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("threshhold"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = duet(
+        &["corpus", "build", "missing-dir", "--out", "c"],
+        tmp.path(),
+    )?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("missing-dir"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::create_dir_all(tmp.path().join("taken"))?;
+    std::fs::write(tmp.path().join("taken/file"), "x")?;
+    let out = duet(&["corpus", "build", "input", "--out", "taken"], tmp.path())?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = duet(
+        &["corpus", "build", "input", "--out", "c", "--strict"],
+        tmp.path(),
+    )?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("chat.jsonl#1") && text(&out.stderr).contains("line 2"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = duet(
+        &["corpus", "build", "input", "--out", "c2", "--shard", "3/2"],
+        tmp.path(),
+    )?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("K/N"), "{}", text(&out.stderr));
+    Ok(())
+}
+
+#[test]
+fn an_interrupted_build_leaves_no_shard_that_looks_finished() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    // Distinct documents (random words), so that de-duplication keeps them and many shards
+    // are written.
+    let words: Vec<String> = (0..500)
+        .map(|i| format!("w{:x}", i * 2654435761u64 % 99991))
+        .collect();
+    let mut state = 1u64;
+    let mut lines = String::new();
+    for i in 0..120_000 {
+        let text: Vec<&str> = (0..20)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                words[(state >> 33) as usize % words.len()].as_str()
+            })
+            .collect();
+        lines += &format!(
+            "{{\"id\":\"d{i}\",\"text\":\"the {} and the end\"}}\n",
+            text.join(" ")
+        );
+    }
+    std::fs::write(tmp.path().join("big.jsonl"), lines)?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
+        .args([
+            "corpus",
+            "build",
+            "big.jsonl",
+            "--out",
+            "c",
+            "--set",
+            "output.shard_docs=2000",
+            "--set",
+            "filters.language.enabled=false",
+        ])
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Kill it while shards are being written: wait for the first finished shard.
+    let train = tmp.path().join("c/train");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let finished = std::fs::read_dir(&train)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .any(|e| e.file_name().to_string_lossy().starts_with("shard-"))
+            })
+            .unwrap_or(false);
+        if finished || std::time::Instant::now() > deadline || child.try_wait()?.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill()?;
+    child.wait()?;
+    assert!(
+        !tmp.path().join("c/manifest.json").exists(),
+        "the run finished before it was killed"
+    );
+    for entry in std::fs::read_dir(&train)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with("shard-") {
+            // A shard under its final name decodes completely.
+            let bytes = std::fs::read(train.join(&name))?;
+            let text = zstd::decode_all(&bytes[..])?;
+            assert!(text.ends_with(b"\n"), "{name} is cut short");
+        } else {
+            assert!(name.ends_with(".tmp"), "unexpected file {name}");
+        }
+    }
+    Ok(())
+}
