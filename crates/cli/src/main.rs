@@ -26,6 +26,12 @@ enum Command {
     /// Train tokenizers and encode corpora into token shards.
     #[command(subcommand)]
     Tokenizer(commands::tokenizer::TokenizerCommand),
+    /// Generate text with a decoder model, streaming to the terminal.
+    Generate(commands::model::GenerateArgs),
+    /// Embed lines of text with a sentence-embedding model (JSON arrays out).
+    Embed(commands::model::EmbedArgs),
+    /// Describe a model directory: architecture, parameters, dtypes, tokenizer.
+    Inspect(commands::model::InspectArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +50,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Corpus(c) => commands::corpus::run(c),
         Command::Tokenizer(c) => commands::tokenizer::run(c),
+        Command::Generate(a) => commands::model::generate(a),
+        Command::Embed(a) => commands::model::embed(a),
+        Command::Inspect(a) => commands::model::inspect(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

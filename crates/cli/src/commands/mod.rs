@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod corpus;
+pub mod model;
 pub mod tokenizer;
 
 use indicatif::{ProgressBar, ProgressStyle};

@@ -1,0 +1,261 @@
+//! `duet generate`, `duet embed`, `duet inspect`: run and describe models in the Hugging Face
+//! layout.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use duet_model::generate::{self, SamplingParams};
+use duet_model::{ModelKind, embed::SentenceEmbedder};
+
+/// Arguments of `duet generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// A model directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The prompt; `-` reads it from standard input.
+    #[arg(long)]
+    pub prompt: String,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 128)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f64,
+    /// Keep the k most likely tokens.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Nucleus sampling threshold.
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Drop tokens less likely than this share of the most likely one.
+    #[arg(long)]
+    pub min_p: Option<f64>,
+    /// Penalty on tokens already seen (1 = none).
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f64,
+    /// Stop at this text (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Arguments of `duet embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// A sentence-embedding model directory (e.g. all-MiniLM-L6-v2).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Sentences per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// A file with one text per line (default: standard input).
+    pub input: Option<PathBuf>,
+}
+
+/// Arguments of `duet inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+}
+
+/// Streams a generation to standard output.
+pub fn generate(a: GenerateArgs) -> Result<()> {
+    let dev = candle_core::Device::Cpu;
+    let model = duet_model::load_gpt(&a.model, &dev)
+        .with_context(|| format!("loading {}", a.model.display()))?;
+    let tok = duet_model::load_tokenizer(&a.model)?;
+    let prompt = if a.prompt == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+        s
+    } else {
+        a.prompt.clone()
+    };
+    let ids = tok
+        .encode(prompt.as_str(), false)
+        .map_err(|e| anyhow::anyhow!("tokenizing the prompt: {e}"))?
+        .get_ids()
+        .to_vec();
+    if ids.is_empty() {
+        bail!("the prompt encodes to no tokens");
+    }
+    let mut stop_ids = model.config().eos_ids();
+    stop_ids.extend(
+        ["<|endoftext|>", "</s>", "<|im_end|>"]
+            .iter()
+            .filter_map(|t| tok.token_to_id(t)),
+    );
+    let params = SamplingParams {
+        max_new_tokens: a.max_new_tokens,
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        min_p: a.min_p,
+        repetition_penalty: a.repetition_penalty,
+        seed: a.seed,
+        stop: a.stop.clone(),
+        stop_token_ids: stop_ids,
+        ..Default::default()
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    write!(out, "{prompt}")?;
+    out.flush()?;
+    let start = std::time::Instant::now();
+    let mut io_err = None;
+    let g = generate::generate(
+        &model,
+        &tok,
+        &ids,
+        &params,
+        &mut |text| match write!(out, "{text}").and_then(|_| out.flush()) {
+            Ok(()) => true,
+            Err(e) => {
+                io_err = Some(e);
+                false
+            }
+        },
+    )?;
+    if let Some(e) = io_err {
+        return Err(e.into());
+    }
+    writeln!(out)?;
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "[{} prompt tokens, {} generated in {:.2} s, {:.1} tokens/s, finish: {:?}]",
+        g.prompt_tokens,
+        g.tokens.len(),
+        secs,
+        g.tokens.len() as f64 / secs.max(1e-9),
+        g.finish
+    );
+    Ok(())
+}
+
+/// Prints one JSON array per input line.
+pub fn embed(a: EmbedArgs) -> Result<()> {
+    let dev = candle_core::Device::Cpu;
+    let embedder = SentenceEmbedder::load(&a.model, &dev)
+        .with_context(|| format!("loading {}", a.model.display()))?;
+    let reader: Box<dyn BufRead> = match &a.input {
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut batch: Vec<String> = Vec::new();
+    let flush = |batch: &mut Vec<String>, out: &mut dyn Write| -> Result<()> {
+        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+        for v in embedder.embed(&refs, a.batch_size)? {
+            serde_json::to_writer(&mut *out, &v)?;
+            out.write_all(b"\n")?;
+        }
+        batch.clear();
+        Ok(())
+    };
+    for line in reader.lines() {
+        batch.push(line?);
+        if batch.len() >= 1024 {
+            flush(&mut batch, &mut out)?;
+        }
+    }
+    flush(&mut batch, &mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Describes a model directory.
+pub fn inspect(a: InspectArgs) -> Result<()> {
+    let dev = candle_core::Device::Cpu;
+    let dir = &a.model;
+    let kind = duet_model::model_kind(dir)?;
+    let ck = duet_model::hub::Checkpoint::load(dir, &dev)
+        .with_context(|| format!("loading {}", dir.display()))?;
+    let mut dtypes = std::collections::BTreeMap::new();
+    let mut params = 0usize;
+    for (_, t) in ck.stored() {
+        params += t.elem_count();
+        *dtypes
+            .entry(format!("{:?}", t.dtype()).to_lowercase())
+            .or_insert(0usize) += t.elem_count();
+    }
+    println!("model:       {}", dir.display());
+    match &kind {
+        ModelKind::Decoder => {
+            let cfg = duet_model::gpt::Config::load(&dir.join("config.json"))?;
+            println!(
+                "architecture: {} ({:?} family) decoder",
+                cfg.model_type,
+                cfg.family()
+            );
+            println!(
+                "shape:       {} layers, {} hidden, {} heads ({} key/value), mlp {}, context {}, vocab {}",
+                cfg.num_hidden_layers,
+                cfg.hidden_size,
+                cfg.num_attention_heads,
+                cfg.kv_heads(),
+                cfg.mlp_dim(),
+                cfg.max_position_embeddings,
+                cfg.vocab_size
+            );
+            println!("tied head:   {}", cfg.tied());
+        }
+        ModelKind::Encoder { architecture } => {
+            let cfg = duet_model::bert::Config::load(&dir.join("config.json"))?;
+            println!("architecture: {architecture} (bert) encoder");
+            println!(
+                "shape:       {} layers, {} hidden, {} heads, ffn {}, positions {}, vocab {}",
+                cfg.num_hidden_layers,
+                cfg.hidden_size,
+                cfg.num_attention_heads,
+                cfg.intermediate_size,
+                cfg.max_position_embeddings,
+                cfg.vocab_size
+            );
+            if !cfg.labels().is_empty() {
+                println!("labels:      {}", cfg.labels().join(", "));
+            }
+        }
+    }
+    println!(
+        "parameters:  {params} ({:.1} M) in {} tensors",
+        params as f64 / 1e6,
+        ck.names().count()
+    );
+    println!(
+        "dtypes:      {} (parameters per stored dtype; duet computes in f32)",
+        dtypes
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    match duet_model::load_tokenizer(dir) {
+        Ok(t) => println!(
+            "tokenizer:   {} tokens ({})",
+            t.get_vocab_size(true),
+            tokenizer_model(&t)
+        ),
+        Err(e) => println!("tokenizer:   none ({e})"),
+    }
+    Ok(())
+}
+
+/// The tokenizer's model family.
+fn tokenizer_model(t: &tokenizers::Tokenizer) -> &'static str {
+    match t.get_model() {
+        tokenizers::models::ModelWrapper::BPE(_) => "BPE",
+        tokenizers::models::ModelWrapper::WordPiece(_) => "WordPiece",
+        tokenizers::models::ModelWrapper::Unigram(_) => "Unigram",
+        tokenizers::models::ModelWrapper::WordLevel(_) => "WordLevel",
+    }
+}

@@ -1,0 +1,531 @@
+//! Text generation: sampling (greedy, temperature, top-k, top-p, min-p, repetition, presence
+//! and frequency penalties, seeded), stop sequences and stop tokens, token streaming through a
+//! callback, incremental detokenisation that never splits a UTF-8 character, and batched
+//! decoding with one KV cache per sequence.
+
+use std::collections::HashMap;
+
+use candle_core::{Result as CResult, Tensor};
+use rand::{RngExt, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use crate::gpt::{Cache, Gpt};
+use crate::{Error, Result};
+
+/// How to pick tokens and when to stop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SamplingParams {
+    /// Most tokens to generate.
+    pub max_new_tokens: usize,
+    /// Softmax temperature; 0 picks the most likely token (greedy).
+    pub temperature: f64,
+    /// Keep only the `k` most likely tokens.
+    pub top_k: Option<usize>,
+    /// Keep the smallest set of tokens whose probability reaches `p` (nucleus sampling).
+    pub top_p: Option<f64>,
+    /// Drop tokens less likely than `min_p` times the most likely one.
+    pub min_p: Option<f64>,
+    /// Divide positive (multiply negative) logits of tokens already in the prompt or output.
+    pub repetition_penalty: f64,
+    /// Subtract from the logits of tokens already generated (OpenAI's `presence_penalty`).
+    pub presence_penalty: f64,
+    /// Subtract, per occurrence, from tokens already generated (OpenAI's `frequency_penalty`).
+    pub frequency_penalty: f64,
+    /// Seed of the sampler.
+    pub seed: u64,
+    /// Stop when the text contains one of these (the stop string itself is not returned).
+    pub stop: Vec<String>,
+    /// Stop after one of these tokens (end of sequence); it is not returned.
+    pub stop_token_ids: Vec<u32>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 128,
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            min_p: None,
+            repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            seed: 0,
+            stop: Vec::new(),
+            stop_token_ids: Vec::new(),
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// A stop token or stop sequence.
+    Stop,
+    /// `max_new_tokens`, or the model's context, was reached.
+    Length,
+    /// The caller's callback asked to stop.
+    Cancelled,
+}
+
+/// Turns logits into tokens, keeping the state that penalties and the seeded RNG need.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    params: SamplingParams,
+    rng: Pcg64Mcg,
+    seen: std::collections::HashSet<u32>,
+    generated: HashMap<u32, u32>,
+}
+
+impl Sampler {
+    /// A sampler; `prompt` tokens count for the repetition penalty.
+    pub fn new(params: &SamplingParams, prompt: &[u32]) -> Self {
+        Self {
+            params: params.clone(),
+            rng: Pcg64Mcg::seed_from_u64(params.seed),
+            seen: prompt.iter().copied().collect(),
+            generated: HashMap::new(),
+        }
+    }
+
+    /// Applies the penalties and the temperature: the distribution that sampling draws from,
+    /// as logits.
+    pub fn adjust(&self, logits: &mut [f32]) {
+        let p = &self.params;
+        if p.repetition_penalty != 1.0 {
+            for &t in &self.seen {
+                if let Some(l) = logits.get_mut(t as usize) {
+                    *l = if *l > 0.0 {
+                        *l / p.repetition_penalty as f32
+                    } else {
+                        *l * p.repetition_penalty as f32
+                    };
+                }
+            }
+        }
+        if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
+            for (&t, &n) in &self.generated {
+                if let Some(l) = logits.get_mut(t as usize) {
+                    *l -= (p.presence_penalty + p.frequency_penalty * f64::from(n)) as f32;
+                }
+            }
+        }
+        if p.temperature > 0.0 && p.temperature != 1.0 {
+            logits.iter_mut().for_each(|l| *l /= p.temperature as f32);
+        }
+    }
+
+    /// Picks the next token from `logits` (one position) and records it.
+    pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        let mut l = logits.to_vec();
+        self.adjust(&mut l);
+        let token = if self.params.temperature <= 0.0 {
+            argmax(&l)
+        } else {
+            self.draw(&l)
+        };
+        self.seen.insert(token);
+        *self.generated.entry(token).or_insert(0) += 1;
+        token
+    }
+
+    /// Draws from the softmax of `l` after top-k, top-p and min-p filtering.
+    fn draw(&mut self, l: &[f32]) -> u32 {
+        let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut probs: Vec<(u32, f32)> = l
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (i as u32, (x - max).exp()))
+            .collect();
+        probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if let Some(k) = self.params.top_k.filter(|&k| k > 0) {
+            probs.truncate(k);
+        }
+        let total: f32 = probs.iter().map(|p| p.1).sum();
+        probs.iter_mut().for_each(|p| p.1 /= total);
+        if let Some(top_p) = self.params.top_p.filter(|&p| p < 1.0) {
+            let mut acc = 0.0;
+            let mut keep = 0;
+            for (i, p) in probs.iter().enumerate() {
+                acc += p.1;
+                keep = i + 1;
+                if f64::from(acc) >= top_p {
+                    break;
+                }
+            }
+            probs.truncate(keep.max(1));
+        }
+        if let Some(min_p) = self.params.min_p.filter(|&p| p > 0.0) {
+            let cutoff = probs[0].1 * min_p as f32;
+            probs.retain(|p| p.1 >= cutoff);
+        }
+        let total: f32 = probs.iter().map(|p| p.1).sum();
+        let mut r = self.rng.random::<f32>() * total;
+        for &(t, p) in &probs {
+            r -= p;
+            if r <= 0.0 {
+                return t;
+            }
+        }
+        probs.last().map_or(0, |p| p.0)
+    }
+}
+
+/// Index of the largest value (the first one on ties, as `torch.argmax`).
+pub fn argmax(l: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in l.iter().enumerate() {
+        if x > l[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Decodes tokens as they come, returning only complete characters: a byte-level token that
+/// ends inside a UTF-8 character is held back until the character is whole.
+#[derive(Debug, Clone, Default)]
+pub struct Detokenizer {
+    ids: Vec<u32>,
+    prefix: usize,
+    read: usize,
+}
+
+impl Detokenizer {
+    /// Adds a token; returns the new text, if any is complete.
+    pub fn push(&mut self, tok: &Tokenizer, id: u32) -> Result<Option<String>> {
+        self.ids.push(id);
+        let before = tok
+            .decode(&self.ids[self.prefix..self.read], false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let after = tok
+            .decode(&self.ids[self.prefix..], false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        if after.len() > before.len() && !after.ends_with('\u{fffd}') && after.starts_with(&before)
+        {
+            let delta = after[before.len()..].to_owned();
+            self.prefix = self.read;
+            self.read = self.ids.len();
+            Ok(Some(delta))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// The result of one generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// Generated token ids (stop tokens excluded).
+    pub tokens: Vec<u32>,
+    /// Generated text (stop sequence excluded).
+    pub text: String,
+    /// Why it ended.
+    pub finish: FinishReason,
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+}
+
+/// One sequence being generated: its cache, sampler, text and stop handling.
+#[derive(Debug)]
+pub struct Sequence {
+    /// The KV cache.
+    pub cache: Cache,
+    sampler: Sampler,
+    detok: Detokenizer,
+    params: SamplingParams,
+    tokens: Vec<u32>,
+    text: String,
+    emitted: usize,
+    prompt_tokens: usize,
+    /// Set when the sequence has ended.
+    pub finish: Option<FinishReason>,
+}
+
+impl Sequence {
+    /// Runs the prompt through the model and samples the first token.
+    pub fn start(
+        model: &Gpt,
+        tok: &Tokenizer,
+        prompt: &[u32],
+        params: &SamplingParams,
+    ) -> Result<(Self, Option<String>)> {
+        if prompt.is_empty() {
+            return Err(Error::Invalid("the prompt is empty".into()));
+        }
+        let mut cache = model.new_cache();
+        let ids = Tensor::new(prompt, model.device())?.unsqueeze(0)?;
+        let logits = Gpt::last_logits(&model.forward(&ids, Some(&mut cache), None)?)?.squeeze(0)?;
+        let mut seq = Self {
+            cache,
+            sampler: Sampler::new(params, prompt),
+            detok: Detokenizer::default(),
+            params: params.clone(),
+            tokens: Vec::new(),
+            text: String::new(),
+            emitted: 0,
+            prompt_tokens: prompt.len(),
+            finish: None,
+        };
+        let delta = seq.accept(model, tok, &logits)?;
+        Ok((seq, delta))
+    }
+
+    /// The token to feed next (the last sampled one).
+    pub fn last_token(&self) -> Option<u32> {
+        self.tokens.last().copied()
+    }
+
+    /// Samples from `logits` (vocab,), updates text and stop state; returns text safe to emit.
+    pub fn accept(
+        &mut self,
+        model: &Gpt,
+        tok: &Tokenizer,
+        logits: &Tensor,
+    ) -> Result<Option<String>> {
+        let l: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+        let t = self.sampler.sample(&l);
+        if self.params.stop_token_ids.contains(&t) {
+            self.finish = Some(FinishReason::Stop);
+            return Ok(self.flush());
+        }
+        self.tokens.push(t);
+        if let Some(d) = self.detok.push(tok, t)? {
+            self.text.push_str(&d);
+        }
+        if let Some(pos) = self
+            .params
+            .stop
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.text.find(s.as_str()))
+            .min()
+        {
+            self.text.truncate(pos);
+            self.finish = Some(FinishReason::Stop);
+            return Ok(self.flush());
+        }
+        let at_limit = self.tokens.len() >= self.params.max_new_tokens
+            || self.prompt_tokens + self.tokens.len() >= model.config().max_position_embeddings;
+        if at_limit {
+            self.finish = Some(FinishReason::Length);
+            return Ok(self.flush());
+        }
+        // Hold back what could be the start of a stop sequence.
+        let hold = self
+            .params
+            .stop
+            .iter()
+            .map(|s| s.len().saturating_sub(1))
+            .max()
+            .unwrap_or(0);
+        let mut safe = self.text.len().saturating_sub(hold).max(self.emitted);
+        while !self.text.is_char_boundary(safe) {
+            safe -= 1;
+        }
+        if safe > self.emitted {
+            let out = self.text[self.emitted..safe].to_owned();
+            self.emitted = safe;
+            Ok(Some(out))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Everything not yet emitted.
+    fn flush(&mut self) -> Option<String> {
+        if self.text.len() > self.emitted {
+            let out = self.text[self.emitted..].to_owned();
+            self.emitted = self.text.len();
+            Some(out)
+        } else {
+            None
+        }
+    }
+
+    /// Ends the sequence at the caller's request.
+    pub fn cancel(&mut self) {
+        self.finish.get_or_insert(FinishReason::Cancelled);
+    }
+
+    /// The finished result.
+    pub fn result(&self) -> Generation {
+        Generation {
+            tokens: self.tokens.clone(),
+            text: self.text.clone(),
+            finish: self.finish.unwrap_or(FinishReason::Length),
+            prompt_tokens: self.prompt_tokens,
+        }
+    }
+}
+
+/// Generates from one prompt, calling `on_text` with each new piece of text; returning `false`
+/// from it stops generation.
+pub fn generate(
+    model: &Gpt,
+    tok: &Tokenizer,
+    prompt: &[u32],
+    params: &SamplingParams,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<Generation> {
+    let (mut seq, delta) = Sequence::start(model, tok, prompt, params)?;
+    if let Some(d) = delta
+        && !on_text(&d)
+    {
+        seq.cancel();
+    }
+    while seq.finish.is_none() {
+        let Some(last) = seq.last_token() else { break };
+        let logits = model
+            .decode_step(&[last], &mut [&mut seq.cache])?
+            .squeeze(0)?;
+        if let Some(d) = seq.accept(model, tok, &logits)?
+            && !on_text(&d)
+        {
+            seq.cancel();
+        }
+    }
+    Ok(seq.result())
+}
+
+/// Generates from several prompts at once: each prompt is prefilled on its own, then every
+/// step decodes all unfinished sequences in one batch.
+pub fn generate_batch(
+    model: &Gpt,
+    tok: &Tokenizer,
+    prompts: &[Vec<u32>],
+    params: &[SamplingParams],
+) -> Result<Vec<Generation>> {
+    if prompts.len() != params.len() {
+        return Err(Error::Invalid(format!(
+            "{} prompts but {} parameter sets",
+            prompts.len(),
+            params.len()
+        )));
+    }
+    let mut seqs = prompts
+        .iter()
+        .zip(params)
+        .map(|(p, sp)| Sequence::start(model, tok, p, sp).map(|s| s.0))
+        .collect::<Result<Vec<_>>>()?;
+    loop {
+        let active: Vec<usize> = (0..seqs.len())
+            .filter(|&i| seqs[i].finish.is_none())
+            .collect();
+        if active.is_empty() {
+            break;
+        }
+        let tokens: Vec<u32> = active
+            .iter()
+            .filter_map(|&i| seqs[i].last_token())
+            .collect();
+        let logits = {
+            let mut caches: Vec<&mut Cache> = seqs
+                .iter_mut()
+                .filter(|s| s.finish.is_none())
+                .map(|s| &mut s.cache)
+                .collect();
+            model.decode_step(&tokens, &mut caches)?
+        };
+        for (row, &i) in active.iter().enumerate() {
+            let l = logits.get(row)?;
+            seqs[i].accept(model, tok, &l)?;
+        }
+    }
+    Ok(seqs.iter().map(Sequence::result).collect())
+}
+
+/// Greedy continuation of `prompt` by `n` tokens, ignoring stop tokens (for parity tests).
+pub fn greedy(model: &Gpt, prompt: &[u32], n: usize) -> CResult<Vec<u32>> {
+    let mut cache = model.new_cache();
+    let ids = Tensor::new(prompt, model.device())?.unsqueeze(0)?;
+    let logits = Gpt::last_logits(&model.forward(&ids, Some(&mut cache), None)?)?.squeeze(0)?;
+    let mut next = argmax(&logits.to_vec1::<f32>()?);
+    let mut out = vec![next];
+    while out.len() < n {
+        let logits = model.decode_step(&[next], &mut [&mut cache])?.squeeze(0)?;
+        next = argmax(&logits.to_vec1::<f32>()?);
+        out.push(next);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_and_filters() {
+        let logits = [1.0f32, 3.0, 2.0, 3.0];
+        assert_eq!(argmax(&logits), 1);
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_k: Some(1),
+            ..Default::default()
+        };
+        let mut s = Sampler::new(&p, &[]);
+        assert_eq!(s.sample(&logits), 1, "top-k 1 is greedy");
+        let p = SamplingParams {
+            temperature: 0.7,
+            min_p: Some(0.9),
+            seed: 3,
+            ..Default::default()
+        };
+        let mut s = Sampler::new(&p, &[]);
+        for _ in 0..20 {
+            assert!(
+                matches!(s.sample(&logits), 1 | 3),
+                "min-p keeps only the two best"
+            );
+        }
+    }
+
+    #[test]
+    fn same_seed_same_samples() {
+        let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_p: Some(0.9),
+            seed: 42,
+            ..Default::default()
+        };
+        let a: Vec<u32> = {
+            let mut s = Sampler::new(&p, &[]);
+            (0..30).map(|_| s.sample(&logits)).collect()
+        };
+        let b: Vec<u32> = {
+            let mut s = Sampler::new(&p, &[]);
+            (0..30).map(|_| s.sample(&logits)).collect()
+        };
+        assert_eq!(a, b);
+        assert!(
+            a.iter().collect::<std::collections::HashSet<_>>().len() > 3,
+            "sampling varies"
+        );
+    }
+
+    #[test]
+    fn penalties_push_repeated_tokens_down() {
+        let p = SamplingParams {
+            repetition_penalty: 2.0,
+            frequency_penalty: 1.0,
+            ..Default::default()
+        };
+        let mut s = Sampler::new(&p, &[0]);
+        let mut l = vec![2.0f32, 1.5, -1.0];
+        s.adjust(&mut l);
+        assert_eq!(l[0], 1.0, "prompt token divided by the repetition penalty");
+        assert_eq!(s.sample(&[2.0, 1.5, -1.0]), 1);
+        let mut l = vec![2.0f32, 1.5, -1.0];
+        s.adjust(&mut l);
+        assert_eq!(
+            l[1],
+            1.5 / 2.0 - 1.0,
+            "generated token: repetition then frequency penalty"
+        );
+    }
+}
