@@ -258,6 +258,37 @@ pub fn save_safetensors(dir: &Path, tensors: &BTreeMap<String, Tensor>) -> Resul
     std::fs::rename(&tmp, &path).at(&path)
 }
 
+/// Writes a model directory in the Hugging Face layout: `model.safetensors` with the given
+/// (HF-named) tensors, `config.json`, and copies of `tokenizer.json` and
+/// `tokenizer_config.json` when a tokenizer directory or file is given.
+pub fn save_pretrained(
+    dir: &Path,
+    tensors: &BTreeMap<String, Tensor>,
+    config: &serde_json::Value,
+    tokenizer: Option<&Path>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).at(dir)?;
+    save_safetensors(dir, tensors)?;
+    write_json(&dir.join("config.json"), config)?;
+    if let Some(src) = tokenizer {
+        let (json, cfg) = if src.is_dir() {
+            (
+                src.join("tokenizer.json"),
+                Some(src.join("tokenizer_config.json")),
+            )
+        } else {
+            (src.to_path_buf(), None)
+        };
+        if json != dir.join("tokenizer.json") {
+            std::fs::copy(&json, dir.join("tokenizer.json")).at(&json)?;
+        }
+        if let Some(c) = cfg.filter(|c| c.is_file() && *c != dir.join("tokenizer_config.json")) {
+            std::fs::copy(&c, dir.join("tokenizer_config.json")).at(&c)?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes pretty JSON through a temp file and a rename.
 pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let tmp = path.with_extension("json.tmp");

@@ -25,6 +25,7 @@ mod error;
 pub mod generate;
 pub mod gpt;
 pub mod hub;
+pub mod init;
 pub mod nn;
 pub mod ops;
 

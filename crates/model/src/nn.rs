@@ -10,6 +10,12 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::ops;
 
+/// How `transformers` initialises weights of GPT-2, Llama and BERT (`initializer_range`).
+pub const INIT: candle_nn::Init = candle_nn::Init::Randn {
+    mean: 0.0,
+    stdev: 0.02,
+};
+
 /// `y = x Wᵀ + b` with `W` stored `(out, in)`, as `torch.nn.Linear`.
 #[derive(Debug, Clone)]
 pub struct Linear {
