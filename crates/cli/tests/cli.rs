@@ -263,3 +263,94 @@ fn an_interrupted_build_leaves_no_shard_that_looks_finished() -> Result<()> {
     }
     Ok(())
 }
+
+/// A small tokenizer (ids below 512, the tiny models' vocabulary) saved as `dir/tokenizer.json`.
+fn small_tokenizer(dir: &Path, kind: duet_tokenizer::Kind) -> Result<()> {
+    let texts = [
+        "the cat sat on the mat",
+        "a dog and a cat",
+        "the end of the story",
+    ]
+    .repeat(20);
+    let tok = duet_tokenizer::train(texts.iter(), &duet_tokenizer::TrainOptions::new(kind, 300))?;
+    tok.save(dir.join("tokenizer.json"), false)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+#[test]
+fn generate_embed_and_inspect_run_on_small_models() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // A decoder: the tiny Llama of the parity fixtures, with a tokenizer that fits it.
+    let llama = tmp.path().join("llama");
+    std::fs::create_dir_all(&llama)?;
+    for f in ["config.json", "model.safetensors", "generation_config.json"] {
+        std::fs::copy(
+            root.join("testdata/model/tiny-llama").join(f),
+            llama.join(f),
+        )?;
+    }
+    small_tokenizer(&llama, duet_tokenizer::Kind::Bpe)?;
+    let out = duet(&["inspect", "--model", "llama"], tmp.path())?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("llama (Llama family) decoder")
+            && s.contains("2 layers, 48 hidden, 4 heads (2 key/value)"),
+        "{s}"
+    );
+    assert!(s.contains("f32: ") && s.contains("BPE"), "{s}");
+    let out = duet(
+        &[
+            "generate",
+            "--model",
+            "llama",
+            "--prompt",
+            "the cat",
+            "--max-new-tokens",
+            "5",
+            "--temperature",
+            "0",
+        ],
+        tmp.path(),
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("the cat"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("prompt tokens"),
+        "{}",
+        text(&out.stderr)
+    );
+    // An encoder: the tiny BERT, embedding two lines.
+    let bert = tmp.path().join("bert");
+    std::fs::create_dir_all(&bert)?;
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(
+            root.join("testdata/model/tiny-bert-mlm").join(f),
+            bert.join(f),
+        )?;
+    }
+    small_tokenizer(&bert, duet_tokenizer::Kind::Wordpiece)?;
+    std::fs::write(tmp.path().join("lines.txt"), "the cat sat\na dog\n")?;
+    let out = duet(&["embed", "--model", "bert", "lines.txt"], tmp.path())?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let vecs: Vec<Vec<f32>> = text(&out.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<std::result::Result<_, _>>()?;
+    assert_eq!(vecs.len(), 2);
+    assert!(vecs.iter().all(|v| v.len() == 32));
+    let out = duet(&["inspect", "--model", "missing"], tmp.path())?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("missing"),
+        "{}",
+        text(&out.stderr)
+    );
+    Ok(())
+}

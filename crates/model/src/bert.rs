@@ -241,6 +241,56 @@ impl Layer {
         })
     }
 
+    /// Inference: fused kernels (bias + activation, attention, residual + LayerNorm);
+    /// `key_mask` (B·T) is 1 for real tokens.
+    fn forward_fused(&self, x: &Tensor, key_mask: &[u8]) -> Result<Tensor> {
+        use crate::fused::{self, Act};
+        let (b, t, h) = x.dims3()?;
+        let hs = h / self.n_head;
+        let heads = |y: Tensor| y.reshape((b, t, self.n_head, hs));
+        let q = heads(self.query.forward_act(x, Act::Identity)?)?;
+        let k = heads(self.key.forward_act(x, Act::Identity)?)?;
+        let v = heads(self.value.forward_act(x, Act::Identity)?)?;
+        let y = fused::attention(&q, &k, &v, Some(key_mask.to_vec()), false, 0)?;
+        let (
+            Norm::Layer {
+                weight: w1,
+                bias: b1,
+                eps,
+            },
+            Norm::Layer {
+                weight: w2,
+                bias: b2,
+                ..
+            },
+        ) = (&self.attn_norm, &self.out_norm)
+        else {
+            candle_core::bail!("BERT layers use LayerNorm");
+        };
+        // x = LN(x + attn(x)), the output projection's bias folded into the norm's pass
+        let x = fused::add_layer_norm(
+            x,
+            &self.attn_out.matmul(&y)?,
+            self.attn_out.bias.as_ref(),
+            w1,
+            b1,
+            *eps,
+        )?;
+        // x = LN(x + ffn(x))
+        let act = Act::from_name(&self.act).ok_or_else(|| {
+            candle_core::Error::Msg(format!("activation {} has no fused kernel", self.act))
+        })?;
+        let f = self.intermediate.forward_act(&x, act)?;
+        fused::add_layer_norm(
+            &x,
+            &self.output.matmul(&f)?,
+            self.output.bias.as_ref(),
+            w2,
+            b2,
+            *eps,
+        )
+    }
+
     /// `x` (B, T, H); `bias` (B, 1, 1, T) holds 0 for real tokens and a large negative for padding.
     fn forward(&self, x: &Tensor, bias: &Tensor, drop: Option<&Dropout>) -> Result<Tensor> {
         let (b, t, h) = x.dims3()?;
@@ -321,11 +371,22 @@ impl BertModel {
                 self.cfg.max_position_embeddings
             );
         }
+        let mut x = self.embeddings.forward(ids, type_ids, drop)?;
+        if drop.is_none() && crate::fused::Act::from_name(&self.cfg.hidden_act).is_some() {
+            // Inference: fused kernels.
+            let key_mask: Vec<u8> = mask
+                .to_dtype(candle_core::DType::U8)?
+                .flatten_all()?
+                .to_vec1()?;
+            for layer in &self.layers {
+                x = layer.forward_fused(&x, &key_mask)?;
+            }
+            return Ok(x);
+        }
         // (1 - mask) * min, broadcast over heads and queries: (B, 1, 1, T)
         let bias = ((mask.to_dtype(candle_core::DType::F32)?.affine(-1.0, 1.0))?
             * f32::MIN as f64)?
             .reshape((b, 1, 1, t))?;
-        let mut x = self.embeddings.forward(ids, type_ids, drop)?;
         for layer in &self.layers {
             x = layer.forward(&x, &bias, drop)?;
         }

@@ -71,6 +71,18 @@ impl SentenceEmbedder {
         })
     }
 
+    /// The same embedder truncating at `max_len` tokens (at most the model's positions).
+    pub fn with_max_len(self, max_len: usize) -> Result<Self> {
+        let max_len = max_len.min(self.model.cfg.max_position_embeddings);
+        Self::new(
+            self.model,
+            self.tokenizer,
+            self.pooling,
+            self.normalize,
+            max_len,
+        )
+    }
+
     /// Width of the vectors.
     pub fn dim(&self) -> usize {
         self.model.cfg.hidden_size

@@ -22,6 +22,7 @@
 pub mod bert;
 pub mod embed;
 mod error;
+pub mod fused;
 pub mod generate;
 pub mod gpt;
 pub mod hub;

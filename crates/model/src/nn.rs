@@ -42,6 +42,33 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// `x Wᵀ` without the bias, `x` of shape (N, in) or (B, T, in).
+    pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
+        match x.dims() {
+            [b, t, c] => x
+                .reshape((b * t, *c))?
+                .matmul(&self.weight.t()?)?
+                .reshape((*b, *t, ())),
+            _ => x.matmul(&self.weight.t()?),
+        }
+    }
+
+    /// `act(x Wᵀ + b)` with the bias and activation fused (inference).
+    pub fn forward_act(&self, x: &Tensor, act: crate::fused::Act) -> Result<Tensor> {
+        let y = self.matmul(x)?;
+        match &self.bias {
+            Some(b) => crate::fused::bias_act(&y, b, act),
+            None if act == crate::fused::Act::Identity => Ok(y),
+            None => crate::fused::bias_act(
+                &y,
+                &Tensor::zeros(y.dim(candle_core::D::Minus1)?, y.dtype(), y.device())?,
+                act,
+            ),
+        }
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match x.dims() {
