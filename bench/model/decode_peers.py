@@ -20,6 +20,9 @@ llama.cpp tokenizes the same text itself and the script checks that it gets the 
     decode_tokens_per_s = 128 / (generate time - prefill time)   (median over runs)
     total_tokens_per_s  = 128 / generate time
   min_new_tokens=128 makes generate mask <|endoftext|> so that all 128 tokens are produced.
+  For reference only, a second entry times the same greedy decode written as a plain loop
+  (one forward of the prompt, then 127 forwards of one token with past_key_values, argmax
+  with <|endoftext|> masked; checked to give generate's tokens), same formulas.
 * llama: llama_cpp.Llama(gguf, n_ctx=512, n_batch=512, n_ubatch=512, n_threads=2,
   n_threads_batch=2), with flash attention off (llama-cpp-python's default) and on: two
   entries. Per run: KV cache cleared, llama_perf_context_reset, then a plain loop:
@@ -36,6 +39,9 @@ llama.cpp tokenizes the same text itself and the script checks that it gets the 
   Note the counting difference: torch's decode figure divides 128 tokens by the time after
   the prefill (127 forwards + 128 argmaxes + generate's overhead); llama.cpp's eval rate
   divides 127 forwards by their own time. wall_decode_tokens_per_s is the like-for-like one.
+Before each peer's timed runs the script waits (up to --wait-quiet s) for an idle machine,
+logs `top -bn1 | head -15`, and records the busy cores just before and the CPU-seconds other
+processes used during the runs (others_cpu_s_during).
 The generated ids of all peers are compared (greedy on the same weights: they should agree
 for a long prefix; f32 rounding can flip a near-tie later) and reported.
 """
@@ -107,7 +113,40 @@ def run_torch(model_dir, ids, runs, wait_quiet_s):
                 out = model.generate(x, **kw)
                 totals.append(time.perf_counter() - t0)
                 assert out[0, len(ids):].tolist() == generated, "generate is not deterministic"
+        # Extra, for reference: the same greedy decode as a plain loop of forwards with the KV
+        # cache (model(next_id, past_key_values=...), argmax with <|endoftext|> masked), to show
+        # how much of generate()'s time is generate's own machinery.
+        def loop():
+            o = model(x, use_cache=True)
+            past, logits = o.past_key_values, o.logits[0, -1]
+            toks = []
+            while True:
+                logits[EOT_ID] = float("-inf")
+                t = int(torch.argmax(logits))
+                toks.append(t)
+                if len(toks) == NEW_TOKENS:
+                    return toks
+                o = model(torch.tensor([[t]]), past_key_values=past, use_cache=True)
+                past, logits = o.past_key_values, o.logits[0, -1]
+
+        assert loop() == generated, "the manual loop does not reproduce generate"
+        with CpuWatch() as w2:
+            loops = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                loop()
+                loops.append(time.perf_counter() - t0)
     decode = [NEW_TOKENS / (t - prefill_s) for t in totals]
+    loop_decode = [NEW_TOKENS / (t - prefill_s) for t in loops]
+    extra = {
+        "peer": "torch (manual KV-cache loop, reference)",
+        "decode_tokens_per_s": round(statistics.median(loop_decode), 2),
+        "total_tokens_per_s": round(statistics.median(NEW_TOKENS / t for t in loops), 2),
+        "runs_decode_tokens_per_s": [round(v, 2) for v in loop_decode],
+        "runs_total_s": [round(t, 4) for t in loops],
+        "prefill_s": round(prefill_s, 5),
+        "others_cpu_s_during": w2.others_cpu_s, "own_cpu_s": w2.own_cpu_s,
+    }
     return {
         "peer": "torch",
         "decode_tokens_per_s": round(statistics.median(decode), 2),
@@ -117,7 +156,7 @@ def run_torch(model_dir, ids, runs, wait_quiet_s):
         "prefill_s": round(prefill_s, 5), "prefill_runs_s": [round(t, 5) for t in prefill],
         **seen, "others_cpu_s_during": w.others_cpu_s, "own_cpu_s": w.own_cpu_s,
         "version": f"torch {torch.__version__}, transformers {transformers.__version__}",
-    }, generated
+    }, generated, extra
 
 
 # ------------------------------------------------------------------------------ llama --
@@ -214,9 +253,10 @@ def main() -> int:
     log(f"prompt ({len(ids)} ids): {PROMPT!r} -> {ids}")
     results, gens = [], {}
     if "torch" in peers:
-        r, g = run_torch(args.model, ids, args.runs, args.wait_quiet)
+        r, g, extra = run_torch(args.model, ids, args.runs, args.wait_quiet)
         print(json.dumps(r), flush=True)
-        results.append(r)
+        print(json.dumps(extra), flush=True)
+        results += [r, extra]
         gens["torch"] = g
     if "llama" in peers:
         for fa in (False, True):

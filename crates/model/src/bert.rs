@@ -241,6 +241,25 @@ impl Layer {
         })
     }
 
+    /// Inference over packed sequences (N, H): no padding anywhere.
+    fn forward_packed(&self, x: &Tensor, offsets: &[usize]) -> Result<Tensor> {
+        use crate::fused::{self, Act};
+        let (n, h) = x.dims2()?;
+        let hs = h / self.n_head;
+        let heads = |y: Tensor| y.reshape((n, self.n_head, hs));
+        let q = heads(self.query.forward_act(x, Act::Identity)?)?;
+        let k = heads(self.key.forward_act(x, Act::Identity)?)?;
+        let v = heads(self.value.forward_act(x, Act::Identity)?)?;
+        let y = fused::attention_varlen(&q, &k, &v, offsets, false)?;
+        let (Norm::Layer { weight: w1, bias: b1, eps }, Norm::Layer { weight: w2, bias: b2, .. }) = (&self.attn_norm, &self.out_norm) else {
+            candle_core::bail!("BERT layers use LayerNorm");
+        };
+        let x = fused::add_layer_norm(x, &self.attn_out.matmul(&y)?, self.attn_out.bias.as_ref(), w1, b1, *eps)?;
+        let act = Act::from_name(&self.act).ok_or_else(|| candle_core::Error::Msg(format!("activation {} has no fused kernel", self.act)))?;
+        let f = self.intermediate.forward_act(&x, act)?;
+        fused::add_layer_norm(&x, &self.output.matmul(&f)?, self.output.bias.as_ref(), w2, b2, *eps)
+    }
+
     /// Inference: fused kernels (bias + activation, attention, residual + LayerNorm);
     /// `key_mask` (B·T) is 1 for real tokens.
     fn forward_fused(&self, x: &Tensor, key_mask: &[u8]) -> Result<Tensor> {
@@ -391,6 +410,35 @@ impl BertModel {
             x = layer.forward(&x, &bias, drop)?;
         }
         Ok(x)
+    }
+
+    /// Inference on sequences packed back to back with no padding: returns the hidden states
+    /// (N, H) of all tokens, sequence `s` in rows `offsets[s]..offsets[s + 1]`. Segment ids
+    /// are all 0.
+    pub fn forward_packed(&self, seqs: &[&[u32]]) -> Result<(Tensor, Vec<usize>)> {
+        let mut offsets = Vec::with_capacity(seqs.len() + 1);
+        offsets.push(0);
+        let mut ids = Vec::new();
+        let mut pos = Vec::new();
+        for s in seqs {
+            if s.len() > self.cfg.max_position_embeddings {
+                candle_core::bail!("input of {} tokens is longer than the model's {} positions", s.len(), self.cfg.max_position_embeddings);
+            }
+            ids.extend_from_slice(s);
+            pos.extend(0..s.len() as u32);
+            offsets.push(ids.len());
+        }
+        let dev = self.word_embeddings().device();
+        let n = ids.len();
+        let ids = Tensor::from_vec(ids, n, dev)?;
+        let pos = Tensor::from_vec(pos, n, dev)?;
+        let e = &self.embeddings;
+        let x = e.word.forward(&ids)?.add(&e.position.forward(&pos)?)?.broadcast_add(&e.token_type.weight.get(0)?)?;
+        let mut x = e.norm.forward(&x)?;
+        for layer in &self.layers {
+            x = layer.forward_packed(&x, &offsets)?;
+        }
+        Ok((x, offsets))
     }
 
     /// `tanh(W h_[CLS] + b)`: the pooled output that BERT's classifier reads.
@@ -552,6 +600,26 @@ pub fn pool(hidden: &Tensor, mask: &Tensor, how: Pooling) -> Result<Tensor> {
             hidden.broadcast_add(&neg)?.max(1)
         }
     }
+}
+
+/// Pools packed hidden states (N, H), sequence `s` in rows `offsets[s]..offsets[s + 1]`.
+pub fn pool_packed(hidden: &Tensor, offsets: &[usize], how: Pooling) -> Result<Tensor> {
+    let rows = offsets
+        .windows(2)
+        .map(|w| {
+            if w[1] == w[0] {
+                return Tensor::zeros(hidden.dim(1)?, hidden.dtype(), hidden.device());
+            }
+            let h = hidden.narrow(0, w[0], w[1] - w[0])?;
+            match how {
+                Pooling::Cls => h.get(0),
+                Pooling::Mean => h.mean(0),
+                Pooling::Max => h.max(0),
+                Pooling::MeanSqrtLen => h.sum(0)? / ((w[1] - w[0]) as f64).sqrt(),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::stack(&rows, 0)
 }
 
 /// Scales rows to unit L2 norm (sentence-transformers' `Normalize`).

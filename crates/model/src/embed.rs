@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::bert::{self, BertModel, Pooling};
@@ -123,26 +123,14 @@ impl SentenceEmbedder {
         Ok(out)
     }
 
-    /// Vectors for already tokenized inputs, padded to the longest of the batch.
+    /// Vectors for already tokenized inputs. They are packed back to back: the linear layers see
+    /// no padding, and attention runs within each sequence.
     pub fn embed_ids(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
-        let t = seqs.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
-        let pad = self.model.cfg.pad_token_id;
-        let mut ids = Vec::with_capacity(seqs.len() * t);
-        let mut mask = Vec::with_capacity(seqs.len() * t);
-        for s in seqs {
-            ids.extend_from_slice(s);
-            ids.extend(std::iter::repeat_n(pad, t - s.len()));
-            mask.extend(std::iter::repeat_n(1u32, s.len()));
-            mask.extend(std::iter::repeat_n(0u32, t - s.len()));
-        }
-        let dev = self.model.word_embeddings().device();
-        let ids = Tensor::from_vec(ids, (seqs.len(), t), dev)?;
-        let mask = Tensor::from_vec(mask, (seqs.len(), t), dev)?;
-        let hidden = self.model.forward(&ids, &ids.zeros_like()?, &mask, None)?;
-        let mut v = bert::pool(&hidden, &mask, self.pooling)?;
+        let (hidden, offsets) = self.model.forward_packed(seqs)?;
+        let mut v = bert::pool_packed(&hidden, &offsets, self.pooling)?;
         if self.normalize {
             v = bert::l2_normalize(&v)?;
         }

@@ -143,6 +143,34 @@ simd! {
         let (c, kv_row) = (nh * hs, nkv * hs);
         let tk = k.len() / kv_row;
         let group = nh / nkv;
+        if q.len() == c {
+            // One query (decoding): dot products against the keys in place, no transposes.
+            let limit = if causal { (past + 1).min(tk) } else { tk };
+            let mut scores = vec![0f32; limit];
+            for h in 0..nh {
+                let off = (h / group) * hs;
+                let qh = &q[h * hs..(h + 1) * hs];
+                for ((s, kj), j) in scores.iter_mut().zip(k.chunks_exact(kv_row)).zip(0..) {
+                    *s = if mask.is_some_and(|m| m[j] == 0) { f32::NEG_INFINITY } else { dot(qh, &kj[off..off + hs]) * scale };
+                }
+                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                if max == f32::NEG_INFINITY {
+                    continue;
+                }
+                let mut sum = 0.0;
+                for x in scores.iter_mut() {
+                    *x = exp(*x - max);
+                    sum += *x;
+                }
+                let inv = 1.0 / sum;
+                let oh = &mut o[h * hs..(h + 1) * hs];
+                for (&p, vj) in scores.iter().zip(v.chunks_exact(kv_row)) {
+                    let w = p * inv;
+                    oh.iter_mut().zip(&vj[off..off + hs]).for_each(|(o, &x)| *o += w * x);
+                }
+            }
+            return;
+        }
         let mut kt = vec![0f32; hs * tk];
         let mut vv = vec![0f32; tk * hs];
         let mut scores = vec![0f32; tk];
@@ -196,6 +224,111 @@ simd! {
             }
         }
     }
+}
+
+simd! {
+    /// `y += x · W[k0..k1]` for `W` stored (K, N): each row of `W` is read once, in order,
+    /// for all `M` rows of `x`.
+    fn gemv_kn_block(y: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n: usize, k0: usize, k1: usize) {
+        // Four rows of W per pass over y: y is read and written a quarter as often.
+        let mut kk = k0;
+        while kk + 4 <= k1 {
+            let (w0, w1, w2, w3) = (&w[kk * n..(kk + 1) * n], &w[(kk + 1) * n..(kk + 2) * n], &w[(kk + 2) * n..(kk + 3) * n], &w[(kk + 3) * n..(kk + 4) * n]);
+            for mi in 0..m {
+                let a = &x[mi * k + kk..mi * k + kk + 4];
+                let (a0, a1, a2, a3) = (a[0], a[1], a[2], a[3]);
+                for ((((y, &v0), &v1), &v2), &v3) in y[mi * n..(mi + 1) * n].iter_mut().zip(w0).zip(w1).zip(w2).zip(w3) {
+                    *y += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3;
+                }
+            }
+            kk += 4;
+        }
+        for kk in kk..k1 {
+            let wrow = &w[kk * n..(kk + 1) * n];
+            for mi in 0..m {
+                let a = x[mi * k + kk];
+                y[mi * n..(mi + 1) * n].iter_mut().zip(wrow).for_each(|(y, &w)| *y += a * w);
+            }
+        }
+    }
+
+    /// `yt[n][mi] = x[mi] · W[n]` for `W` stored (N, K), rows `n0..n0 + yt.len() / m`.
+    fn gemv_nk_block(yt: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n0: usize) {
+        for (j, out) in yt.chunks_exact_mut(m).enumerate() {
+            let wrow = &w[(n0 + j) * k..(n0 + j + 1) * k];
+            for (mi, o) in out.iter_mut().enumerate() {
+                *o = dot(&x[mi * k..(mi + 1) * k], wrow);
+            }
+        }
+    }
+}
+
+/// Most rows for which the small-batch matrix–vector kernels beat a general matmul.
+pub const GEMV_MAX_ROWS: usize = 8;
+
+/// `x W` (or `x Wᵀ`) for a few rows of `x`, streaming the weights once: decoding is bound by
+/// memory bandwidth, and a general matmul re-reads or packs them.
+struct Gemv {
+    /// Whether `W` is stored (N, K) (`torch.nn.Linear`) rather than (K, N) (`Conv1D`).
+    transposed: bool,
+}
+
+impl CustomOp2 for Gemv {
+    fn name(&self) -> &'static str {
+        "duet-gemv"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "gemv x")?;
+        let w = f32_slice(s2, l2, "gemv w")?;
+        let [m, k] = *l1.dims() else { bail!("gemv: x must be (M, K), got {:?}", l1.dims()) };
+        let [a, b] = *l2.dims() else { bail!("gemv: w must be 2-d, got {:?}", l2.dims()) };
+        let n = if self.transposed { a } else { b };
+        if (if self.transposed { b } else { a }) != k {
+            bail!("gemv: x {:?} and w {:?} do not fit", l1.dims(), l2.dims());
+        }
+        let threads = rayon::current_num_threads().max(1);
+        let out = if self.transposed {
+            // Split the output rows: each task streams its own rows of W.
+            let per = n.div_ceil(threads * 4).max(16);
+            let mut yt = vec![0f32; n * m];
+            yt.par_chunks_mut(per * m).enumerate().for_each(|(c, yt)| gemv_nk_block(yt, x, w, m, k, c * per));
+            let mut y = vec![0f32; m * n];
+            for (j, row) in yt.chunks_exact(m).enumerate() {
+                for (mi, &v) in row.iter().enumerate() {
+                    y[mi * n + j] = v;
+                }
+            }
+            y
+        } else {
+            // Split the rows of W: each task streams a contiguous block and keeps partial sums.
+            let per = k.div_ceil(threads).max(1);
+            let partial: Vec<Vec<f32>> = (0..k.div_ceil(per))
+                .into_par_iter()
+                .map(|c| {
+                    let mut y = vec![0f32; m * n];
+                    gemv_kn_block(&mut y, x, w, m, k, n, c * per, ((c + 1) * per).min(k));
+                    y
+                })
+                .collect();
+            let mut y = vec![0f32; m * n];
+            for p in partial {
+                y.iter_mut().zip(p).for_each(|(y, p)| *y += p);
+            }
+            y
+        };
+        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+    }
+}
+
+/// `x W` with `W` stored (K, N), for `x` (M, K) with few rows.
+pub fn gemv(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &Gemv { transposed: false })
+}
+
+/// `x Wᵀ` with `W` stored (N, K), for `x` (M, K) with few rows.
+pub fn gemv_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &Gemv { transposed: true })
 }
 
 /// `act(x + b)` over the last dimension.
@@ -403,6 +536,54 @@ pub fn attention(
         .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)
 }
 
+/// Attention over packed variable-length sequences (no padding): `q` (N, nh, hs) and `k`, `v`
+/// (N, nkv, hs) hold the tokens of every sequence back to back, sequence `s` being rows
+/// `offsets[s]..offsets[s + 1]`; returns (N, nh·hs). Each sequence attends only to itself.
+pub fn attention_varlen(q: &Tensor, k: &Tensor, v: &Tensor, offsets: &[usize], causal: bool) -> Result<Tensor> {
+    let hs = q.dim(2)?;
+    let op = AttentionVarlen { offsets: offsets.to_vec(), causal, scale: 1.0 / (hs as f32).sqrt() };
+    q.contiguous()?.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)
+}
+
+/// See [`attention_varlen`].
+struct AttentionVarlen {
+    offsets: Vec<usize>,
+    causal: bool,
+    scale: f32,
+}
+
+impl CustomOp3 for AttentionVarlen {
+    fn name(&self) -> &'static str {
+        "duet-attention-varlen"
+    }
+
+    fn cpu_fwd(&self, sq: &CpuStorage, lq: &Layout, sk: &CpuStorage, lk: &Layout, sv: &CpuStorage, lv: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (f32_slice(sq, lq, "attention q")?, f32_slice(sk, lk, "attention k")?, f32_slice(sv, lv, "attention v")?);
+        let [n, nh, hs] = *lq.dims() else { bail!("attention_varlen: q must be (N, nh, hs), got {:?}", lq.dims()) };
+        let [nk, nkv, hsk] = *lk.dims() else { bail!("attention_varlen: k must be (N, nkv, hs), got {:?}", lk.dims()) };
+        if nk != n || hsk != hs || lv.dims() != lk.dims() || nkv == 0 || nh % nkv != 0 {
+            bail!("attention_varlen: q {:?}, k {:?}, v {:?} do not fit", lq.dims(), lk.dims(), lv.dims());
+        }
+        if self.offsets.first() != Some(&0) || self.offsets.last() != Some(&n) || self.offsets.windows(2).any(|w| w[0] > w[1]) {
+            bail!("attention_varlen: offsets {:?} do not cover {n} rows", self.offsets);
+        }
+        let (c, kv_row) = (nh * hs, nkv * hs);
+        let mut out = vec![0f32; n * c];
+        // Split the output at sequence boundaries so each sequence is one parallel task.
+        let mut chunks = Vec::with_capacity(self.offsets.len());
+        let mut rest: &mut [f32] = &mut out;
+        for w in self.offsets.windows(2) {
+            let (head, tail) = rest.split_at_mut((w[1] - w[0]) * c);
+            chunks.push((w[0], w[1], head));
+            rest = tail;
+        }
+        chunks.into_par_iter().for_each(|(a, b, o)| {
+            attend_row(o, &q[a * c..b * c], &k[a * kv_row..b * kv_row], &v[a * kv_row..b * kv_row], nh, nkv, hs, self.causal, 0, None, self.scale);
+        });
+        Ok((CpuStorage::F32(out), Shape::from((n, c))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,6 +727,30 @@ mod tests {
                 .reshape((b, n * rep, t, hs))
                 .unwrap()
         }
+    }
+
+    #[test]
+    fn gemv_matches_matmul() {
+        for m in [1, 3] {
+            let x = rand(&[m, 40], 31);
+            let w = rand(&[40, 70], 32);
+            assert!(max_diff(&gemv(&x, &w).unwrap(), &x.matmul(&w).unwrap()) < 1e-4);
+            let wt = rand(&[70, 40], 33);
+            assert!(max_diff(&gemv_t(&x, &wt).unwrap(), &x.matmul(&wt.t().unwrap()).unwrap()) < 1e-4);
+        }
+    }
+
+    #[test]
+    fn packed_sequences_equal_padded_ones() {
+        // Two sequences of 5 and 2 tokens, packed, against the padded batch with a key mask.
+        let (q, k, v) = (rand(&[2, 5, 4, 8], 21), rand(&[2, 5, 4, 8], 22), rand(&[2, 5, 4, 8], 23));
+        let mask = vec![1, 1, 1, 1, 1, 1, 1, 0, 0, 0];
+        let padded = attention(&q, &k, &v, Some(mask), false, 0).unwrap();
+        let pack = |t: &Tensor| Tensor::cat(&[t.get(0).unwrap(), t.get(1).unwrap().narrow(0, 0, 2).unwrap()], 0).unwrap();
+        let packed = attention_varlen(&pack(&q), &pack(&k), &pack(&v), &[0, 5, 7], false).unwrap();
+        let want = Tensor::cat(&[padded.get(0).unwrap(), padded.get(1).unwrap().narrow(0, 0, 2).unwrap()], 0).unwrap();
+        assert!(max_diff(&packed, &want) < 1e-6);
+        assert!(attention_varlen(&pack(&q), &pack(&k), &pack(&v), &[0, 5, 6], false).is_err());
     }
 
     #[test]

@@ -450,32 +450,31 @@ impl Attention {
         Ok(a)
     }
 
-    /// Projects `x` (B, T, C) to queries (B, nh, T, hs) and keys, values (B, nkv, T, hs).
+    /// Projects `x` (B, T, C) to queries (B, T, nh, hs) and keys, values (B, T, nkv, hs).
     fn qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t, c) = x.dims3()?;
         let (q, k, v) = match (&self.c_attn, &self.q_proj, &self.k_proj, &self.v_proj) {
             (Some(c_attn), ..) => {
                 let qkv = c_attn.forward(x)?; // (B, T, 3C)
-                (
-                    qkv.narrow(2, 0, c)?,
-                    qkv.narrow(2, c, c)?,
-                    qkv.narrow(2, 2 * c, c)?,
-                )
+                (qkv.narrow(2, 0, c)?, qkv.narrow(2, c, c)?, qkv.narrow(2, 2 * c, c)?)
             }
             (None, Some(q), Some(k), Some(v)) => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
             _ => candle_core::bail!("attention has no projections"),
         };
-        // (B, T, nh·hs) -> (B, nh, T, hs)
-        let heads = |x: Tensor, n: usize| {
-            x.reshape((b, t, n, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        Ok((
-            heads(q, self.n_head)?,
-            heads(k, self.n_kv_head)?,
-            heads(v, self.n_kv_head)?,
-        ))
+        // (B, T, n·hs) -> (B, T, n, hs)
+        let heads = |x: Tensor, n: usize| x.reshape((b, t, n, self.head_dim));
+        Ok((heads(q, self.n_head)?, heads(k, self.n_kv_head)?, heads(v, self.n_kv_head)?))
+    }
+
+    /// Attention of queries (B, T, nh, hs) over keys and values (B, S, nkv, hs), past ones
+    /// included; returns (B, T, nh·hs). Inference takes the fused kernel, training the
+    /// differentiable composition.
+    fn attend_any(&self, q: &Tensor, k: &Tensor, v: &Tensor, past: usize, drop: Option<&Dropout>) -> Result<Tensor> {
+        if drop.is_none() {
+            return crate::fused::attention(q, k, v, None, true, past);
+        }
+        let bhtd = |x: &Tensor| x.transpose(1, 2)?.contiguous();
+        self.attend(&bhtd(q)?, &bhtd(k)?, &bhtd(v)?, past, drop)
     }
 
     /// Attention over one sequence's queries and its keys/values (past ones included).
@@ -567,10 +566,13 @@ impl Mlp {
                 c_proj,
                 act,
                 pdrop,
-            } => {
-                let h = ops::activation(act, &c_fc.forward(x)?)?;
-                dropout(&c_proj.forward(&h)?, *pdrop, drop)
-            }
+            } => match (drop, crate::fused::Act::from_name(act)) {
+                (None, Some(a)) => c_proj.forward(&c_fc.forward_act(x, a)?),
+                _ => {
+                    let h = ops::activation(act, &c_fc.forward(x)?)?;
+                    dropout(&c_proj.forward(&h)?, *pdrop, drop)
+                }
+            },
             Self::SwiGlu {
                 gate,
                 up,
@@ -710,13 +712,13 @@ impl Gpt {
         dropout(&x, self.cfg.embd_pdrop.unwrap_or(0.0), drop)
     }
 
-    /// Rotates queries and keys by their positions (Llama).
+    /// Rotates queries and keys (B, T, n, hs) by their positions (Llama).
     fn rotate(&self, q: Tensor, k: Tensor, start: usize) -> Result<(Tensor, Tensor)> {
         match &self.rope {
             Some(r) => {
-                let t = q.dim(2)?;
+                let t = q.dim(1)?;
                 let (cos, sin) = (r.cos.narrow(0, start, t)?, r.sin.narrow(0, start, t)?);
-                Ok((ops::rope(&q, &cos, &sin)?, ops::rope(&k, &cos, &sin)?))
+                Ok((ops::rope_thd(&q, &cos, &sin)?, ops::rope_thd(&k, &cos, &sin)?))
             }
             None => Ok((q, k)),
         }
@@ -740,7 +742,7 @@ impl Gpt {
             let (k, v) = match cache.as_deref_mut() {
                 Some(c) => {
                     let kv = match &c.layers[i] {
-                        Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
+                        Some((pk, pv)) => (Tensor::cat(&[pk, &k], 1)?, Tensor::cat(&[pv, &v], 1)?),
                         None => (k, v),
                     };
                     c.layers[i] = Some(kv.clone());
@@ -748,7 +750,7 @@ impl Gpt {
                 }
                 None => (k, v),
             };
-            let y = block.attn.attend(&q, &k, &v, start, drop)?;
+            let y = block.attn.attend_any(&q, &k, &v, start, drop)?;
             x = (x + block.attn.project_out(&y, drop)?)?;
             // x = x + mlp(ln_2(x))
             x = (&x + block.mlp.forward(&block.ln_2.forward(&x)?, drop)?)?;
@@ -789,18 +791,18 @@ impl Gpt {
         }
         for (i, block) in self.blocks.iter().enumerate() {
             let h = block.ln_1.forward(&x)?;
-            let (q, k, v) = block.attn.qkv(&h)?; // (n, nh, 1, hs)
+            let (q, k, v) = block.attn.qkv(&h)?; // (n, 1, nh, hs)
             let mut ys = Vec::with_capacity(n);
             for (s, cache) in caches.iter_mut().enumerate() {
                 let start = cache.seq_len;
                 let (qs, ks) = self.rotate(q.narrow(0, s, 1)?, k.narrow(0, s, 1)?, start)?;
                 let vs = v.narrow(0, s, 1)?;
                 let (ks, vs) = match &cache.layers[i] {
-                    Some((pk, pv)) => (Tensor::cat(&[pk, &ks], 2)?, Tensor::cat(&[pv, &vs], 2)?),
+                    Some((pk, pv)) => (Tensor::cat(&[pk, &ks], 1)?, Tensor::cat(&[pv, &vs], 1)?),
                     None => (ks, vs),
                 };
                 cache.layers[i] = Some((ks.clone(), vs.clone()));
-                ys.push(block.attn.attend(&qs, &ks, &vs, start, None)?);
+                ys.push(crate::fused::attention(&qs, &ks, &vs, None, true, start)?);
             }
             let y = Tensor::cat(&ys, 0)?;
             x = (x + block.attn.project_out(&y, None)?)?;
@@ -810,6 +812,9 @@ impl Gpt {
             c.seq_len += 1;
         }
         let x = self.ln_f.forward(&x)?.reshape((n, self.cfg.hidden_size))?;
+        if n <= crate::fused::GEMV_MAX_ROWS && !self.lm_head.track_op() {
+            return crate::fused::gemv_t(&x, &self.lm_head);
+        }
         x.matmul(&self.lm_head.t()?)
     }
 

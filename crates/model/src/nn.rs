@@ -10,6 +10,24 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::ops;
 
+/// `x Wᵀ` for `x` (N, in): the streaming kernel for a few rows at inference, else a matmul.
+fn mm_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if x.dim(0)? <= crate::fused::GEMV_MAX_ROWS && !x.track_op() && !w.track_op() {
+        crate::fused::gemv_t(x, w)
+    } else {
+        x.matmul(&w.t()?)
+    }
+}
+
+/// `x W` for `x` (N, in), `W` (in, out): as [`mm_t`].
+fn mm(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if x.dim(0)? <= crate::fused::GEMV_MAX_ROWS && !x.track_op() && !w.track_op() {
+        crate::fused::gemv(x, w)
+    } else {
+        x.matmul(w)
+    }
+}
+
 /// How `transformers` initialises weights of GPT-2, Llama and BERT (`initializer_range`).
 pub const INIT: candle_nn::Init = candle_nn::Init::Randn {
     mean: 0.0,
@@ -28,11 +46,7 @@ pub struct Linear {
 impl Linear {
     /// Loads `weight` (and `bias` when `bias` is set) from `vb`.
     pub fn load(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
-        let weight = vb.get_with_hints(
-            (out_dim, in_dim),
-            "weight",
-            candle_nn::init::DEFAULT_KAIMING_NORMAL,
-        )?;
+        let weight = vb.get_with_hints((out_dim, in_dim), "weight", INIT)?;
         let bias = if bias {
             Some(vb.get_with_hints(out_dim, "bias", candle_nn::Init::Const(0.0))?)
         } else {
@@ -46,10 +60,8 @@ impl Linear {
     /// `x Wᵀ` without the bias, `x` of shape (N, in) or (B, T, in).
     pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
         match x.dims() {
-            [b, t, c] => x
-                .reshape((b * t, *c))?
-                .matmul(&self.weight.t()?)?
-                .reshape((*b, *t, ())),
+            [b, t, c] => mm_t(&x.reshape((b * t, *c))?, &self.weight)?.reshape((*b, *t, ())),
+            [_, _] => mm_t(x, &self.weight),
             _ => x.matmul(&self.weight.t()?),
         }
     }
@@ -71,13 +83,7 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = match x.dims() {
-            [b, t, c] => x
-                .reshape((b * t, *c))?
-                .matmul(&self.weight.t()?)?
-                .reshape((*b, *t, ()))?,
-            _ => x.matmul(&self.weight.t()?)?,
-        };
+        let y = self.matmul(x)?;
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
@@ -110,16 +116,25 @@ impl Conv1D {
     }
 }
 
+impl Conv1D {
+    /// `act(x W + b)` with the bias and activation fused (inference).
+    pub fn forward_act(&self, x: &Tensor, act: crate::fused::Act) -> Result<Tensor> {
+        crate::fused::bias_act(&self.matmul(x)?, &self.bias, act)
+    }
+
+    /// `x W` without the bias.
+    pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
+        match x.dims() {
+            [b, t, c] => mm(&x.reshape((b * t, *c))?, &self.weight)?.reshape((*b, *t, ())),
+            [_, _] => mm(x, &self.weight),
+            _ => x.matmul(&self.weight),
+        }
+    }
+}
+
 impl Module for Conv1D {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = match x.dims() {
-            [b, t, c] => x
-                .reshape((b * t, *c))?
-                .matmul(&self.weight)?
-                .reshape((*b, *t, ()))?,
-            _ => x.matmul(&self.weight)?,
-        };
-        y.broadcast_add(&self.bias)
+        self.matmul(x)?.broadcast_add(&self.bias)
     }
 }
 

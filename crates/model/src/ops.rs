@@ -69,6 +69,15 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// Rotary position embedding on (B, T, nh, hs), the layout projections produce.
+pub fn rope_thd(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if tracked(&[x]) {
+        candle_nn::rotary_emb::rope_slow(&x.transpose(1, 2)?, cos, sin)?.transpose(1, 2)
+    } else {
+        candle_nn::rotary_emb::rope_thd(&x.contiguous()?, cos, sin)
+    }
+}
+
 /// GELU with the exact error function (BERT's "gelu").
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     x.gelu_erf()
