@@ -32,6 +32,18 @@ enum Command {
     Embed(commands::model::EmbedArgs),
     /// Describe a model directory: architecture, parameters, dtypes, tokenizer.
     Inspect(commands::model::InspectArgs),
+    /// Train models: a decoder (lm) or an encoder (mlm).
+    #[command(subcommand)]
+    Train(commands::train::TrainCommand),
+    /// Evaluate models.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum EvalCommand {
+    /// Perplexity and bits per byte of a decoder on a corpus or token shards.
+    Lm(commands::train::EvalLmArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +65,8 @@ fn main() -> ExitCode {
         Command::Generate(a) => commands::model::generate(a),
         Command::Embed(a) => commands::model::embed(a),
         Command::Inspect(a) => commands::model::inspect(a),
+        Command::Train(c) => commands::train::run(c),
+        Command::Eval(EvalCommand::Lm(a)) => commands::train::eval_lm(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -251,13 +251,41 @@ impl Layer {
         let k = heads(self.key.forward_act(x, Act::Identity)?)?;
         let v = heads(self.value.forward_act(x, Act::Identity)?)?;
         let y = fused::attention_varlen(&q, &k, &v, offsets, false)?;
-        let (Norm::Layer { weight: w1, bias: b1, eps }, Norm::Layer { weight: w2, bias: b2, .. }) = (&self.attn_norm, &self.out_norm) else {
+        let (
+            Norm::Layer {
+                weight: w1,
+                bias: b1,
+                eps,
+            },
+            Norm::Layer {
+                weight: w2,
+                bias: b2,
+                ..
+            },
+        ) = (&self.attn_norm, &self.out_norm)
+        else {
             candle_core::bail!("BERT layers use LayerNorm");
         };
-        let x = fused::add_layer_norm(x, &self.attn_out.matmul(&y)?, self.attn_out.bias.as_ref(), w1, b1, *eps)?;
-        let act = Act::from_name(&self.act).ok_or_else(|| candle_core::Error::Msg(format!("activation {} has no fused kernel", self.act)))?;
+        let x = fused::add_layer_norm(
+            x,
+            &self.attn_out.matmul(&y)?,
+            self.attn_out.bias.as_ref(),
+            w1,
+            b1,
+            *eps,
+        )?;
+        let act = Act::from_name(&self.act).ok_or_else(|| {
+            candle_core::Error::Msg(format!("activation {} has no fused kernel", self.act))
+        })?;
         let f = self.intermediate.forward_act(&x, act)?;
-        fused::add_layer_norm(&x, &self.output.matmul(&f)?, self.output.bias.as_ref(), w2, b2, *eps)
+        fused::add_layer_norm(
+            &x,
+            &self.output.matmul(&f)?,
+            self.output.bias.as_ref(),
+            w2,
+            b2,
+            *eps,
+        )
     }
 
     /// Inference: fused kernels (bias + activation, attention, residual + LayerNorm);
@@ -422,7 +450,11 @@ impl BertModel {
         let mut pos = Vec::new();
         for s in seqs {
             if s.len() > self.cfg.max_position_embeddings {
-                candle_core::bail!("input of {} tokens is longer than the model's {} positions", s.len(), self.cfg.max_position_embeddings);
+                candle_core::bail!(
+                    "input of {} tokens is longer than the model's {} positions",
+                    s.len(),
+                    self.cfg.max_position_embeddings
+                );
             }
             ids.extend_from_slice(s);
             pos.extend(0..s.len() as u32);
@@ -433,7 +465,11 @@ impl BertModel {
         let ids = Tensor::from_vec(ids, n, dev)?;
         let pos = Tensor::from_vec(pos, n, dev)?;
         let e = &self.embeddings;
-        let x = e.word.forward(&ids)?.add(&e.position.forward(&pos)?)?.broadcast_add(&e.token_type.weight.get(0)?)?;
+        let x = e
+            .word
+            .forward(&ids)?
+            .add(&e.position.forward(&pos)?)?
+            .broadcast_add(&e.token_type.weight.get(0)?)?;
         let mut x = e.norm.forward(&x)?;
         for layer in &self.layers {
             x = layer.forward_packed(&x, &offsets)?;

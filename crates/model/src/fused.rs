@@ -114,6 +114,7 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]>
 macro_rules! simd {
     ($($item:item)*) => {
         $(
+            #[allow(clippy::too_many_arguments)]
             #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
             $item
         )*
@@ -138,7 +139,6 @@ simd! {
     /// Attention for one batch row: every head, every query. `q` (T, nh·hs), `k` and `v`
     /// (S, nkv·hs) in row-major order, output `o` (T, nh·hs). Keys are transposed once per head
     /// so that the score loop runs over keys, contiguous in memory.
-    #[allow(clippy::too_many_arguments)]
     fn attend_row(o: &mut [f32], q: &[f32], k: &[f32], v: &[f32], nh: usize, nkv: usize, hs: usize, causal: bool, past: usize, mask: Option<&[u8]>, scale: f32) {
         let (c, kv_row) = (nh * hs, nkv * hs);
         let tk = k.len() / kv_row;
@@ -278,11 +278,21 @@ impl CustomOp2 for Gemv {
         "duet-gemv"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s1, l1, "gemv x")?;
         let w = f32_slice(s2, l2, "gemv w")?;
-        let [m, k] = *l1.dims() else { bail!("gemv: x must be (M, K), got {:?}", l1.dims()) };
-        let [a, b] = *l2.dims() else { bail!("gemv: w must be 2-d, got {:?}", l2.dims()) };
+        let [m, k] = *l1.dims() else {
+            bail!("gemv: x must be (M, K), got {:?}", l1.dims())
+        };
+        let [a, b] = *l2.dims() else {
+            bail!("gemv: w must be 2-d, got {:?}", l2.dims())
+        };
         let n = if self.transposed { a } else { b };
         if (if self.transposed { b } else { a }) != k {
             bail!("gemv: x {:?} and w {:?} do not fit", l1.dims(), l2.dims());
@@ -292,7 +302,9 @@ impl CustomOp2 for Gemv {
             // Split the output rows: each task streams its own rows of W.
             let per = n.div_ceil(threads * 4).max(16);
             let mut yt = vec![0f32; n * m];
-            yt.par_chunks_mut(per * m).enumerate().for_each(|(c, yt)| gemv_nk_block(yt, x, w, m, k, c * per));
+            yt.par_chunks_mut(per * m)
+                .enumerate()
+                .for_each(|(c, yt)| gemv_nk_block(yt, x, w, m, k, c * per));
             let mut y = vec![0f32; m * n];
             for (j, row) in yt.chunks_exact(m).enumerate() {
                 for (mi, &v) in row.iter().enumerate() {
@@ -323,12 +335,14 @@ impl CustomOp2 for Gemv {
 
 /// `x W` with `W` stored (K, N), for `x` (M, K) with few rows.
 pub fn gemv(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &Gemv { transposed: false })
+    x.contiguous()?
+        .apply_op2_no_bwd(&w.contiguous()?, &Gemv { transposed: false })
 }
 
 /// `x Wᵀ` with `W` stored (N, K), for `x` (M, K) with few rows.
 pub fn gemv_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &Gemv { transposed: true })
+    x.contiguous()?
+        .apply_op2_no_bwd(&w.contiguous()?, &Gemv { transposed: true })
 }
 
 /// `act(x + b)` over the last dimension.
@@ -539,10 +553,21 @@ pub fn attention(
 /// Attention over packed variable-length sequences (no padding): `q` (N, nh, hs) and `k`, `v`
 /// (N, nkv, hs) hold the tokens of every sequence back to back, sequence `s` being rows
 /// `offsets[s]..offsets[s + 1]`; returns (N, nh·hs). Each sequence attends only to itself.
-pub fn attention_varlen(q: &Tensor, k: &Tensor, v: &Tensor, offsets: &[usize], causal: bool) -> Result<Tensor> {
+pub fn attention_varlen(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    offsets: &[usize],
+    causal: bool,
+) -> Result<Tensor> {
     let hs = q.dim(2)?;
-    let op = AttentionVarlen { offsets: offsets.to_vec(), causal, scale: 1.0 / (hs as f32).sqrt() };
-    q.contiguous()?.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)
+    let op = AttentionVarlen {
+        offsets: offsets.to_vec(),
+        causal,
+        scale: 1.0 / (hs as f32).sqrt(),
+    };
+    q.contiguous()?
+        .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)
 }
 
 /// See [`attention_varlen`].
@@ -557,15 +582,48 @@ impl CustomOp3 for AttentionVarlen {
         "duet-attention-varlen"
     }
 
-    fn cpu_fwd(&self, sq: &CpuStorage, lq: &Layout, sk: &CpuStorage, lk: &Layout, sv: &CpuStorage, lv: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (f32_slice(sq, lq, "attention q")?, f32_slice(sk, lk, "attention k")?, f32_slice(sv, lv, "attention v")?);
-        let [n, nh, hs] = *lq.dims() else { bail!("attention_varlen: q must be (N, nh, hs), got {:?}", lq.dims()) };
-        let [nk, nkv, hsk] = *lk.dims() else { bail!("attention_varlen: k must be (N, nkv, hs), got {:?}", lk.dims()) };
+    fn cpu_fwd(
+        &self,
+        sq: &CpuStorage,
+        lq: &Layout,
+        sk: &CpuStorage,
+        lk: &Layout,
+        sv: &CpuStorage,
+        lv: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (
+            f32_slice(sq, lq, "attention q")?,
+            f32_slice(sk, lk, "attention k")?,
+            f32_slice(sv, lv, "attention v")?,
+        );
+        let [n, nh, hs] = *lq.dims() else {
+            bail!(
+                "attention_varlen: q must be (N, nh, hs), got {:?}",
+                lq.dims()
+            )
+        };
+        let [nk, nkv, hsk] = *lk.dims() else {
+            bail!(
+                "attention_varlen: k must be (N, nkv, hs), got {:?}",
+                lk.dims()
+            )
+        };
         if nk != n || hsk != hs || lv.dims() != lk.dims() || nkv == 0 || nh % nkv != 0 {
-            bail!("attention_varlen: q {:?}, k {:?}, v {:?} do not fit", lq.dims(), lk.dims(), lv.dims());
+            bail!(
+                "attention_varlen: q {:?}, k {:?}, v {:?} do not fit",
+                lq.dims(),
+                lk.dims(),
+                lv.dims()
+            );
         }
-        if self.offsets.first() != Some(&0) || self.offsets.last() != Some(&n) || self.offsets.windows(2).any(|w| w[0] > w[1]) {
-            bail!("attention_varlen: offsets {:?} do not cover {n} rows", self.offsets);
+        if self.offsets.first() != Some(&0)
+            || self.offsets.last() != Some(&n)
+            || self.offsets.windows(2).any(|w| w[0] > w[1])
+        {
+            bail!(
+                "attention_varlen: offsets {:?} do not cover {n} rows",
+                self.offsets
+            );
         }
         let (c, kv_row) = (nh * hs, nkv * hs);
         let mut out = vec![0f32; n * c];
@@ -578,7 +636,19 @@ impl CustomOp3 for AttentionVarlen {
             rest = tail;
         }
         chunks.into_par_iter().for_each(|(a, b, o)| {
-            attend_row(o, &q[a * c..b * c], &k[a * kv_row..b * kv_row], &v[a * kv_row..b * kv_row], nh, nkv, hs, self.causal, 0, None, self.scale);
+            attend_row(
+                o,
+                &q[a * c..b * c],
+                &k[a * kv_row..b * kv_row],
+                &v[a * kv_row..b * kv_row],
+                nh,
+                nkv,
+                hs,
+                self.causal,
+                0,
+                None,
+                self.scale,
+            );
         });
         Ok((CpuStorage::F32(out), Shape::from((n, c))))
     }
@@ -736,19 +806,44 @@ mod tests {
             let w = rand(&[40, 70], 32);
             assert!(max_diff(&gemv(&x, &w).unwrap(), &x.matmul(&w).unwrap()) < 1e-4);
             let wt = rand(&[70, 40], 33);
-            assert!(max_diff(&gemv_t(&x, &wt).unwrap(), &x.matmul(&wt.t().unwrap()).unwrap()) < 1e-4);
+            assert!(
+                max_diff(
+                    &gemv_t(&x, &wt).unwrap(),
+                    &x.matmul(&wt.t().unwrap()).unwrap()
+                ) < 1e-4
+            );
         }
     }
 
     #[test]
     fn packed_sequences_equal_padded_ones() {
         // Two sequences of 5 and 2 tokens, packed, against the padded batch with a key mask.
-        let (q, k, v) = (rand(&[2, 5, 4, 8], 21), rand(&[2, 5, 4, 8], 22), rand(&[2, 5, 4, 8], 23));
+        let (q, k, v) = (
+            rand(&[2, 5, 4, 8], 21),
+            rand(&[2, 5, 4, 8], 22),
+            rand(&[2, 5, 4, 8], 23),
+        );
         let mask = vec![1, 1, 1, 1, 1, 1, 1, 0, 0, 0];
         let padded = attention(&q, &k, &v, Some(mask), false, 0).unwrap();
-        let pack = |t: &Tensor| Tensor::cat(&[t.get(0).unwrap(), t.get(1).unwrap().narrow(0, 0, 2).unwrap()], 0).unwrap();
+        let pack = |t: &Tensor| {
+            Tensor::cat(
+                &[
+                    t.get(0).unwrap(),
+                    t.get(1).unwrap().narrow(0, 0, 2).unwrap(),
+                ],
+                0,
+            )
+            .unwrap()
+        };
         let packed = attention_varlen(&pack(&q), &pack(&k), &pack(&v), &[0, 5, 7], false).unwrap();
-        let want = Tensor::cat(&[padded.get(0).unwrap(), padded.get(1).unwrap().narrow(0, 0, 2).unwrap()], 0).unwrap();
+        let want = Tensor::cat(
+            &[
+                padded.get(0).unwrap(),
+                padded.get(1).unwrap().narrow(0, 0, 2).unwrap(),
+            ],
+            0,
+        )
+        .unwrap();
         assert!(max_diff(&packed, &want) < 1e-6);
         assert!(attention_varlen(&pack(&q), &pack(&k), &pack(&v), &[0, 5, 6], false).is_err());
     }

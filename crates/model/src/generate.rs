@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use candle_core::{Result as CResult, Tensor};
 use rand::{RngExt, SeedableRng};
-use rand_pcg::Pcg64Mcg;
+use rand_pcg::Pcg32;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
@@ -76,7 +76,7 @@ pub enum FinishReason {
 #[derive(Debug, Clone)]
 pub struct Sampler {
     params: SamplingParams,
-    rng: Pcg64Mcg,
+    rng: Pcg32,
     seen: std::collections::HashSet<u32>,
     generated: HashMap<u32, u32>,
 }
@@ -86,7 +86,7 @@ impl Sampler {
     pub fn new(params: &SamplingParams, prompt: &[u32]) -> Self {
         Self {
             params: params.clone(),
-            rng: Pcg64Mcg::seed_from_u64(params.seed),
+            rng: Pcg32::seed_from_u64(params.seed),
             seen: prompt.iter().copied().collect(),
             generated: HashMap::new(),
         }

@@ -456,20 +456,35 @@ impl Attention {
         let (q, k, v) = match (&self.c_attn, &self.q_proj, &self.k_proj, &self.v_proj) {
             (Some(c_attn), ..) => {
                 let qkv = c_attn.forward(x)?; // (B, T, 3C)
-                (qkv.narrow(2, 0, c)?, qkv.narrow(2, c, c)?, qkv.narrow(2, 2 * c, c)?)
+                (
+                    qkv.narrow(2, 0, c)?,
+                    qkv.narrow(2, c, c)?,
+                    qkv.narrow(2, 2 * c, c)?,
+                )
             }
             (None, Some(q), Some(k), Some(v)) => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
             _ => candle_core::bail!("attention has no projections"),
         };
         // (B, T, n·hs) -> (B, T, n, hs)
         let heads = |x: Tensor, n: usize| x.reshape((b, t, n, self.head_dim));
-        Ok((heads(q, self.n_head)?, heads(k, self.n_kv_head)?, heads(v, self.n_kv_head)?))
+        Ok((
+            heads(q, self.n_head)?,
+            heads(k, self.n_kv_head)?,
+            heads(v, self.n_kv_head)?,
+        ))
     }
 
     /// Attention of queries (B, T, nh, hs) over keys and values (B, S, nkv, hs), past ones
     /// included; returns (B, T, nh·hs). Inference takes the fused kernel, training the
     /// differentiable composition.
-    fn attend_any(&self, q: &Tensor, k: &Tensor, v: &Tensor, past: usize, drop: Option<&Dropout>) -> Result<Tensor> {
+    fn attend_any(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        past: usize,
+        drop: Option<&Dropout>,
+    ) -> Result<Tensor> {
         if drop.is_none() {
             return crate::fused::attention(q, k, v, None, true, past);
         }
@@ -718,7 +733,10 @@ impl Gpt {
             Some(r) => {
                 let t = q.dim(1)?;
                 let (cos, sin) = (r.cos.narrow(0, start, t)?, r.sin.narrow(0, start, t)?);
-                Ok((ops::rope_thd(&q, &cos, &sin)?, ops::rope_thd(&k, &cos, &sin)?))
+                Ok((
+                    ops::rope_thd(&q, &cos, &sin)?,
+                    ops::rope_thd(&k, &cos, &sin)?,
+                ))
             }
             None => Ok((q, k)),
         }

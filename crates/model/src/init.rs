@@ -9,14 +9,14 @@ use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder, VarMap};
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
-use rand_pcg::Pcg64Mcg;
+use rand_pcg::Pcg32;
 
 use crate::hub::Checkpoint;
 
 /// A `VarBuilder` backend that creates variables in a `VarMap`.
 pub struct VarInit {
     varmap: VarMap,
-    rng: Mutex<Pcg64Mcg>,
+    rng: Mutex<Pcg32>,
     pretrained: Option<Arc<Checkpoint>>,
     fresh: Mutex<Vec<String>>,
 }
@@ -26,7 +26,7 @@ impl VarInit {
     pub fn new(varmap: &VarMap, seed: u64, pretrained: Option<Arc<Checkpoint>>) -> Arc<Self> {
         Arc::new(Self {
             varmap: varmap.clone(),
-            rng: Mutex::new(Pcg64Mcg::seed_from_u64(seed)),
+            rng: Mutex::new(Pcg32::seed_from_u64(seed)),
             pretrained,
             fresh: Mutex::new(Vec::new()),
         })
@@ -48,7 +48,7 @@ impl VarInit {
             .rng
             .lock()
             .map_err(|_| candle_core::Error::Msg("init lock poisoned".into()))?;
-        let normal = |rng: &mut Pcg64Mcg, mean: f64, std: f64| -> Vec<f32> {
+        let normal = |rng: &mut Pcg32, mean: f64, std: f64| -> Vec<f32> {
             (0..n)
                 .map(|_| (mean + std * rng.sample::<f64, _>(StandardNormal)) as f32)
                 .collect()

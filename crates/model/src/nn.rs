@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use rand::{RngExt, SeedableRng};
-use rand_pcg::Pcg64Mcg;
+use rand_pcg::Pcg32;
 
 use crate::ops;
 
@@ -222,24 +222,24 @@ impl Embedding {
 /// Seeded dropout for training: the same seed drops the same units, so runs reproduce.
 #[derive(Debug)]
 pub struct Dropout {
-    rng: Mutex<Pcg64Mcg>,
+    rng: Mutex<Pcg32>,
 }
 
 impl Dropout {
     /// A dropout source seeded with `seed`.
     pub fn new(seed: u64) -> Self {
         Self {
-            rng: Mutex::new(Pcg64Mcg::seed_from_u64(seed)),
+            rng: Mutex::new(Pcg32::seed_from_u64(seed)),
         }
     }
 
     /// The generator's state, for checkpoints.
-    pub fn state(&self) -> Option<Pcg64Mcg> {
+    pub fn state(&self) -> Option<Pcg32> {
         self.rng.lock().ok().map(|r| r.clone())
     }
 
     /// Restores a saved generator state.
-    pub fn restore(&self, state: Pcg64Mcg) {
+    pub fn restore(&self, state: Pcg32) {
         if let Ok(mut r) = self.rng.lock() {
             *r = state;
         }

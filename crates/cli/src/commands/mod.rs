@@ -4,6 +4,7 @@ pub mod config;
 pub mod corpus;
 pub mod model;
 pub mod tokenizer;
+pub mod train;
 
 use indicatif::{ProgressBar, ProgressStyle};
 

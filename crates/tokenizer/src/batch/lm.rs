@@ -1,7 +1,7 @@
 //! Random fixed-length windows for causal language modelling, seeded and resumable.
 
 use rand::{RngExt, SeedableRng};
-use rand_pcg::Pcg64Mcg;
+use rand_pcg::Pcg32;
 use serde::{Deserialize, Serialize};
 
 use crate::shard::TokenStream;
@@ -24,7 +24,7 @@ pub struct LmBatch {
 /// resumed run draws exactly the batches the uninterrupted run would have.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LmBatcher {
-    rng: Pcg64Mcg,
+    rng: Pcg32,
     /// Rows per batch.
     pub batch: usize,
     /// Tokens per row.
@@ -37,7 +37,7 @@ impl LmBatcher {
     /// A batcher seeded with `seed`.
     pub fn new(seed: u64, batch: usize, seq_len: usize) -> Self {
         Self {
-            rng: Pcg64Mcg::seed_from_u64(seed),
+            rng: Pcg32::seed_from_u64(seed),
             batch,
             seq_len,
             drawn: 0,

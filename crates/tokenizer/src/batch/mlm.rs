@@ -48,7 +48,7 @@ mod tests {
 
     #[test]
     fn proportions_follow_bert() {
-        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(3);
+        let mut rng = rand_pcg::Pcg32::seed_from_u64(3);
         let n = 100_000;
         let orig: Vec<u32> = (0..n).map(|i| 5 + (i % 50) as u32).collect();
         let mut ids = orig.clone();

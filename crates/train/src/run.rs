@@ -1,0 +1,190 @@
+//! Entry points for the command line: build the model, the task and the trainer from a
+//! configuration, and run.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use candle_core::Device;
+use candle_nn::VarMap;
+use duet_model::bert::{self, BertForMaskedLm};
+use duet_model::gpt::Gpt;
+use duet_model::hub::Checkpoint;
+use duet_model::init::VarInit;
+use indicatif::ProgressBar;
+
+use crate::config::{LmConfig, MlmConfig};
+use crate::tasks::lm::LmTask;
+use crate::tasks::mlm::{MlmTask, Specials};
+use crate::trainer::{Outcome, Trainer};
+use crate::{Error, Result, data};
+
+/// The device a config names.
+pub fn device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Device::new_cuda(0).map_err(|e| {
+            Error::Config(format!(
+                "train.device = \"cuda\": {e} (build duet with --features cuda)"
+            ))
+        }),
+        other => Err(Error::Config(format!(
+            "train.device must be cpu or cuda, found {other:?}"
+        ))),
+    }
+}
+
+/// Trains a decoder as `cfg` says. `config_toml` is the resolved configuration (saved in the
+/// run directory).
+pub fn train_lm(
+    cfg: &LmConfig,
+    config_toml: &str,
+    resume: bool,
+    stop: Arc<AtomicBool>,
+    bar: &ProgressBar,
+) -> Result<(Outcome, usize)> {
+    cfg.train.validate()?;
+    let dev = device(&cfg.train.device)?;
+    std::fs::create_dir_all(&cfg.train.out).map_err(|source| Error::Io {
+        path: cfg.train.out.clone(),
+        source,
+    })?;
+    bar.set_message("encoding the corpus");
+    let tokens = data::prepare(&cfg.data, &cfg.train.out)?;
+    let (model_cfg, pretrained) = match &cfg.model.init_from {
+        Some(dir) => (
+            duet_model::gpt::Config::load(&dir.join("config.json"))?,
+            Some(Checkpoint::load(dir, &dev)?),
+        ),
+        None => (
+            cfg.model.to_config(tokens.manifest.vocab_size as usize)?,
+            None,
+        ),
+    };
+    let varmap = VarMap::new();
+    let init = VarInit::new(&varmap, cfg.train.seed, pretrained);
+    let model = Gpt::load(init.var_builder(&dev), &model_cfg)?;
+    let task = LmTask::new(
+        model,
+        tokens,
+        cfg.train.batch_size,
+        cfg.train.seed,
+        cfg.train.eval_batches,
+        dev,
+    )?;
+    let mut trainer = Trainer::new(task, varmap, &cfg.train, config_toml, resume, stop)?;
+    let outcome = trainer.run(bar)?;
+    Ok((outcome, trainer.step()))
+}
+
+/// Pre-trains a BERT-style encoder with masked language modelling.
+pub fn train_mlm(
+    cfg: &MlmConfig,
+    config_toml: &str,
+    resume: bool,
+    stop: Arc<AtomicBool>,
+    bar: &ProgressBar,
+) -> Result<(Outcome, usize)> {
+    cfg.train.validate()?;
+    let dev = device(&cfg.train.device)?;
+    std::fs::create_dir_all(&cfg.train.out).map_err(|source| Error::Io {
+        path: cfg.train.out.clone(),
+        source,
+    })?;
+    let tokenizer = cfg.data.tokenizer.clone().ok_or_else(|| {
+        Error::Config("MLM needs data.tokenizer (a WordPiece tokenizer.json)".into())
+    })?;
+    let specials = Specials::from_tokenizer(&tokenizer)?;
+    bar.set_message("encoding the corpus");
+    let tokens = data::prepare(&cfg.data, &cfg.train.out)?;
+    let m = &cfg.model;
+    let mut bcfg = bert::Config::tiny();
+    bcfg.vocab_size = tokens.manifest.vocab_size as usize;
+    bcfg.hidden_size = m.hidden_size;
+    bcfg.num_hidden_layers = m.num_hidden_layers;
+    bcfg.num_attention_heads = m.num_attention_heads;
+    bcfg.intermediate_size = m.intermediate_size;
+    bcfg.max_position_embeddings = m.max_position_embeddings;
+    bcfg.hidden_dropout_prob = m.dropout;
+    bcfg.attention_probs_dropout_prob = m.dropout;
+    bcfg.pad_token_id = specials.pad;
+    if !m.hidden_size.is_multiple_of(m.num_attention_heads) || m.max_position_embeddings < 8 {
+        return Err(Error::Config("model.hidden_size must be a multiple of model.num_attention_heads, and max_position_embeddings at least 8".into()));
+    }
+    let varmap = VarMap::new();
+    let init = VarInit::new(&varmap, cfg.train.seed, None);
+    let model = BertForMaskedLm::load(init.var_builder(&dev), &bcfg)?;
+    let task = MlmTask::new(
+        model,
+        bcfg,
+        tokens,
+        specials,
+        cfg.train.batch_size,
+        m.mask_prob,
+        cfg.train.seed,
+        cfg.train.eval_batches,
+        dev,
+    )?;
+    let mut trainer = Trainer::new(task, varmap, &cfg.train, config_toml, resume, stop)?;
+    let outcome = trainer.run(bar)?;
+    Ok((outcome, trainer.step()))
+}
+
+/// Perplexity and bits per byte of a decoder on a split of token shards (or of a corpus,
+/// encoded with the model's tokenizer).
+pub fn eval_lm(
+    model_dir: &Path,
+    data: &crate::config::DataSection,
+    scratch: &Path,
+    split: duet_corpus::Split,
+    batch: usize,
+    max_batches: usize,
+) -> Result<BTreeMap<String, f64>> {
+    let dev = Device::Cpu;
+    let model = duet_model::load_gpt(model_dir, &dev)?;
+    let mut data = data.clone();
+    if data.tokenizer.is_none() {
+        data.tokenizer = crate::tasks::lm::tokenizer_of(model_dir);
+    }
+    let tokens = data::prepare(&data, scratch)?;
+    let stream = tokens.manifest.stream(&tokens.dir, split)?;
+    let t = model.config().max_position_embeddings;
+    let batches = duet_tokenizer::batch::lm::eval_batches(
+        &stream,
+        batch,
+        t,
+        if max_batches == 0 {
+            usize::MAX
+        } else {
+            max_batches
+        },
+    )?;
+    if batches.is_empty() {
+        return Err(Error::Config(format!(
+            "the {} split has fewer than {} tokens",
+            split.name(),
+            t + 1
+        )));
+    }
+    let (mut total, mut n) = (0f64, 0usize);
+    for b in &batches {
+        let x = candle_core::Tensor::from_slice(&b.inputs, (b.batch, b.seq_len), &dev)?;
+        let y = candle_core::Tensor::from_slice(&b.targets, (b.batch, b.seq_len), &dev)?;
+        let loss = duet_model::gpt::lm_loss(&model.forward(&x, None, None)?, &y)?;
+        total += f64::from(loss.to_scalar::<f32>()?) * (b.batch * b.seq_len) as f64;
+        n += b.batch * b.seq_len;
+    }
+    let s = &tokens.manifest.splits[split.name()];
+    let bytes_per_token = s.text_bytes as f64 / s.tokens.max(1) as f64;
+    let loss = total / n as f64;
+    let mut m = BTreeMap::new();
+    m.insert("loss".into(), loss);
+    m.insert("perplexity".into(), loss.exp());
+    m.insert(
+        "bits_per_byte".into(),
+        loss / std::f64::consts::LN_2 / bytes_per_token,
+    );
+    m.insert("tokens".into(), n as f64);
+    Ok(m)
+}
