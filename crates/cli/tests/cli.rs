@@ -354,3 +354,139 @@ fn generate_embed_and_inspect_run_on_small_models() -> Result<()> {
     );
     Ok(())
 }
+
+/// Synthetic token shards for training tests.
+fn token_dir(dir: &Path) -> Result<()> {
+    use duet_tokenizer::encode::SplitStats;
+    let mut splits = std::collections::BTreeMap::new();
+    for (name, n) in [("train", 6000usize), ("valid", 600), ("test", 600)] {
+        std::fs::create_dir_all(dir.join(name))?;
+        let shard = format!("{name}/tokens-00000.bin");
+        let toks: Vec<u32> = (0..n).map(|i| ((i * 31 + i / 7) % 40) as u32).collect();
+        let mut w = duet_tokenizer::shard::ShardWriter::create(
+            &dir.join(&shard),
+            40,
+            duet_tokenizer::shard::NO_SEPARATOR,
+        )?;
+        w.push_doc(&toks, n as u64)?;
+        w.finish()?;
+        splits.insert(
+            name.to_owned(),
+            SplitStats {
+                docs: 1,
+                tokens: n as u64,
+                text_bytes: n as u64,
+                shards: vec![shard],
+                by_lang: Default::default(),
+            },
+        );
+    }
+    let m = duet_tokenizer::TokenManifest {
+        tokenizer_sha256: "t".into(),
+        corpus_manifest_sha256: "c".into(),
+        vocab_size: 40,
+        width: 2,
+        separator: None,
+        splits,
+    };
+    std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&m)?)?;
+    Ok(())
+}
+
+#[test]
+fn a_training_run_killed_with_sigkill_resumes_from_its_last_checkpoint() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    token_dir(&tmp.path().join("tok"))?;
+    let args = [
+        "train",
+        "lm",
+        "--tokens",
+        "tok",
+        "--out",
+        "run",
+        "--max-steps",
+        "3000",
+        "--set",
+        "model.n_layer=2",
+        "--set",
+        "model.n_embd=32",
+        "--set",
+        "model.n_head=2",
+        "--set",
+        "model.block_size=16",
+        "--set",
+        "train.batch_size=4",
+        "--set",
+        "train.checkpoint_every=10",
+        "--set",
+        "train.eval_every=0",
+        "--set",
+        "train.keep_checkpoints=3",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
+        .args(args)
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let ck = tmp.path().join("run/checkpoints");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    // Kill it at an arbitrary moment once a few checkpoints exist (likely mid-write).
+    while std::time::Instant::now() < deadline && child.try_wait()?.is_none() {
+        let n = std::fs::read_dir(&ck).map(|d| d.count()).unwrap_or(0);
+        if n >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(3));
+    }
+    child.kill()?;
+    child.wait()?;
+    let state: serde_json::Value = {
+        let mut last = None;
+        for e in std::fs::read_dir(&ck)? {
+            let p = e?.path();
+            if p.join("trainer_state.json").is_file()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+            {
+                last = Some(serde_json::from_slice(&std::fs::read(
+                    p.join("trainer_state.json"),
+                )?)?);
+            }
+        }
+        last.ok_or_else(|| anyhow::anyhow!("no whole checkpoint left"))?
+    };
+    let step = state["step"].as_u64().unwrap_or(0);
+    assert!(step >= 10, "{state}");
+    let mut resume: Vec<&str> = args.to_vec();
+    resume.push("--resume");
+    // Resume and stop soon after: a smaller max_steps would change the config, so interrupt
+    // by killing again after it has written one more checkpoint.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
+        .args(&resume)
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let target = format!("step-{:07}", step + 10);
+    while std::time::Instant::now() < deadline
+        && child.try_wait()?.is_none()
+        && !ck.join(&target).join("trainer_state.json").is_file()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let finished_early = child.try_wait()?.is_some();
+    child.kill()?;
+    let out = child.wait_with_output()?;
+    assert!(
+        !finished_early || out.status.success(),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        ck.join(&target).join("trainer_state.json").is_file(),
+        "the resumed run did not get past step {step}: {}",
+        text(&out.stderr)
+    );
+    Ok(())
+}

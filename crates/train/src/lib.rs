@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 mod error;
+pub mod fast;
 pub mod optim;
 pub mod plot;
 pub mod run;

@@ -35,22 +35,14 @@ pub fn device(name: &str) -> Result<Device> {
     }
 }
 
-/// Trains a decoder as `cfg` says. `config_toml` is the resolved configuration (saved in the
-/// run directory).
-pub fn train_lm(
-    cfg: &LmConfig,
-    config_toml: &str,
-    resume: bool,
-    stop: Arc<AtomicBool>,
-    bar: &ProgressBar,
-) -> Result<(Outcome, usize)> {
+/// Builds the causal-LM task and its variables as `cfg` says (encoding the corpus if needed).
+pub fn lm_task(cfg: &LmConfig) -> Result<(LmTask, VarMap)> {
     cfg.train.validate()?;
     let dev = device(&cfg.train.device)?;
     std::fs::create_dir_all(&cfg.train.out).map_err(|source| Error::Io {
         path: cfg.train.out.clone(),
         source,
     })?;
-    bar.set_message("encoding the corpus");
     let tokens = data::prepare(&cfg.data, &cfg.train.out)?;
     let (model_cfg, pretrained) = match &cfg.model.init_from {
         Some(dir) => (
@@ -73,6 +65,20 @@ pub fn train_lm(
         cfg.train.eval_batches,
         dev,
     )?;
+    Ok((task, varmap))
+}
+
+/// Trains a decoder as `cfg` says. `config_toml` is the resolved configuration (saved in the
+/// run directory).
+pub fn train_lm(
+    cfg: &LmConfig,
+    config_toml: &str,
+    resume: bool,
+    stop: Arc<AtomicBool>,
+    bar: &ProgressBar,
+) -> Result<(Outcome, usize)> {
+    bar.set_message("encoding the corpus");
+    let (task, varmap) = lm_task(cfg)?;
     let mut trainer = Trainer::new(task, varmap, &cfg.train, config_toml, resume, stop)?;
     let outcome = trainer.run(bar)?;
     Ok((outcome, trainer.step()))

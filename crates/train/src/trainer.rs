@@ -24,11 +24,23 @@ use crate::optim::{AdamW, AdamWConfig, clip_grad_norm};
 use crate::schedule::Schedule;
 use crate::{Error, Result};
 
+/// One gradient per variable, by variable name.
+pub type Gradients = BTreeMap<String, Tensor>;
+
+/// What [`Task::loss_and_grads`] returns: the loss, the gradients, the batch's size.
+pub type LossAndGrads = (f32, Gradients, usize);
+
 /// What a task provides to the trainer.
 pub trait Task {
     /// The loss (a scalar, averaged over the micro-batch) of the next training micro-batch and
     /// its size in the task's unit.
     fn train_loss(&mut self, drop: &Dropout) -> Result<(Tensor, usize)>;
+    /// A task that computes its own gradients (an explicit backward pass) returns the loss of
+    /// the next micro-batch, a gradient per variable, and the batch's size; `None` means
+    /// candle's autograd on [`Task::train_loss`] is used.
+    fn loss_and_grads(&mut self, _varmap: &VarMap) -> Result<Option<LossAndGrads>> {
+        Ok(None)
+    }
     /// Metrics on the validation data; includes the early-stopping metric.
     fn evaluate(&mut self) -> Result<BTreeMap<String, f64>>;
     /// The data loader's state, for checkpoints.
@@ -274,6 +286,31 @@ impl<T: Task> Trainer<T> {
             let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
             let mut loss_sum = 0f64;
             for _ in 0..cfg.grad_accum {
+                if let Some((value, g, n)) = self.task.loss_and_grads(&self.varmap)? {
+                    if !value.is_finite() {
+                        return Err(Error::NonFinite {
+                            step: self.state.step + 1,
+                            value,
+                        });
+                    }
+                    loss_sum += f64::from(value);
+                    for (name, gv) in g {
+                        let gv = if cfg.grad_accum > 1 {
+                            (gv / cfg.grad_accum as f64)?
+                        } else {
+                            gv
+                        };
+                        match grads.get_mut(&name) {
+                            Some(acc) => *acc = (&*acc + gv)?,
+                            None => {
+                                grads.insert(name, gv);
+                            }
+                        }
+                    }
+                    self.state.seen += n as u64;
+                    window_seen += n as u64;
+                    continue;
+                }
                 let (loss, n) = self.task.train_loss(&self.dropout)?;
                 let value = loss.to_scalar::<f32>()?;
                 if !value.is_finite() {

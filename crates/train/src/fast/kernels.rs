@@ -1,0 +1,375 @@
+//! Forward and backward kernels of a GPT-2 training step, on plain slices (after llm.c's
+//! `train_gpt2.c`): embeddings, LayerNorm, bias, GELU, causal attention, residual, and softmax
+//! with cross-entropy. Rows run in parallel on rayon; inner loops are written so the compiler
+//! vectorises them, compiled for AVX-512 and AVX2 and chosen at run time.
+
+use rayon::prelude::*;
+
+/// Rows per parallel task for row-wise kernels.
+const ROWS: usize = 16;
+
+macro_rules! simd {
+    ($($item:item)*) => {
+        $(
+            #[allow(clippy::too_many_arguments)]
+            #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+            $item
+        )*
+    };
+}
+
+/// `out[b,t] = wte[ids[b,t]] + wpe[t]`.
+pub fn encoder_forward(out: &mut [f32], ids: &[u32], wte: &[f32], wpe: &[f32], t: usize, c: usize) {
+    out.par_chunks_mut(c)
+        .zip(ids.par_iter())
+        .enumerate()
+        .for_each(|(row, (o, &id))| {
+            let pos = row % t;
+            let (w, p) = (
+                &wte[id as usize * c..(id as usize + 1) * c],
+                &wpe[pos * c..(pos + 1) * c],
+            );
+            o.iter_mut()
+                .zip(w)
+                .zip(p)
+                .for_each(|((o, &w), &p)| *o = w + p);
+        });
+}
+
+/// Gradients of the embeddings: `dwte[ids] += dout`, `dwpe[t] += dout`.
+pub fn encoder_backward(
+    dwte: &mut [f32],
+    dwpe: &mut [f32],
+    dout: &[f32],
+    ids: &[u32],
+    t: usize,
+    c: usize,
+) {
+    for (row, (d, &id)) in dout.chunks_exact(c).zip(ids).enumerate() {
+        let pos = row % t;
+        dwte[id as usize * c..(id as usize + 1) * c]
+            .iter_mut()
+            .zip(d)
+            .for_each(|(w, &g)| *w += g);
+        dwpe[pos * c..(pos + 1) * c]
+            .iter_mut()
+            .zip(d)
+            .for_each(|(w, &g)| *w += g);
+    }
+}
+
+simd! {
+    fn layernorm_rows(out: &mut [f32], mean: &mut [f32], rstd: &mut [f32], inp: &[f32], w: &[f32], b: &[f32], c: usize, eps: f32) {
+        for (((o, x), m), r) in out.chunks_exact_mut(c).zip(inp.chunks_exact(c)).zip(mean.iter_mut()).zip(rstd.iter_mut()) {
+            let mu = x.iter().sum::<f32>() / c as f32;
+            let var = x.iter().map(|v| (v - mu) * (v - mu)).sum::<f32>() / c as f32;
+            let rs = 1.0 / (var + eps).sqrt();
+            for (((o, &x), &w), &b) in o.iter_mut().zip(x).zip(w).zip(b) {
+                *o = (x - mu) * rs * w + b;
+            }
+            *m = mu;
+            *r = rs;
+        }
+    }
+
+    fn layernorm_back_rows(dinp: &mut [f32], dw: &mut [f32], db: &mut [f32], dout: &[f32], inp: &[f32], w: &[f32], mean: &[f32], rstd: &[f32], c: usize) {
+        for ((((di, d), x), &mu), &rs) in dinp.chunks_exact_mut(c).zip(dout.chunks_exact(c)).zip(inp.chunks_exact(c)).zip(mean).zip(rstd) {
+            let mut dnorm_mean = 0.0;
+            let mut dnorm_norm_mean = 0.0;
+            for ((&d, &x), &w) in d.iter().zip(x).zip(w) {
+                let norm = (x - mu) * rs;
+                dnorm_mean += w * d;
+                dnorm_norm_mean += w * d * norm;
+            }
+            dnorm_mean /= c as f32;
+            dnorm_norm_mean /= c as f32;
+            for (((((di, &d), &x), &w), dw), db) in di.iter_mut().zip(d).zip(x).zip(w).zip(dw.iter_mut()).zip(db.iter_mut()) {
+                let norm = (x - mu) * rs;
+                *db += d;
+                *dw += norm * d;
+                *di += (w * d - dnorm_mean - norm * dnorm_norm_mean) * rs;
+            }
+        }
+    }
+}
+
+/// LayerNorm of `n` rows of width `c`; saves each row's mean and reciprocal std for backward.
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_forward(
+    out: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+    inp: &[f32],
+    w: &[f32],
+    b: &[f32],
+    c: usize,
+    eps: f32,
+) {
+    out.par_chunks_mut(c * ROWS)
+        .zip(mean.par_chunks_mut(ROWS).zip(rstd.par_chunks_mut(ROWS)))
+        .zip(inp.par_chunks(c * ROWS))
+        .for_each(|((o, (m, r)), x)| layernorm_rows(o, m, r, x, w, b, c, eps));
+}
+
+/// LayerNorm backward: `dinp += …`, and `dw`, `db` accumulated (per-task partial sums, then
+/// reduced, so the result does not depend on scheduling).
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_backward(
+    dinp: &mut [f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    w: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    c: usize,
+) {
+    let chunk = ROWS * 4;
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dinp
+        .par_chunks_mut(c * chunk)
+        .zip(dout.par_chunks(c * chunk).zip(inp.par_chunks(c * chunk)))
+        .zip(mean.par_chunks(chunk).zip(rstd.par_chunks(chunk)))
+        .map(|((di, (d, x)), (m, r))| {
+            let (mut pw, mut pb) = (vec![0f32; c], vec![0f32; c]);
+            layernorm_back_rows(di, &mut pw, &mut pb, d, x, w, m, r, c);
+            (pw, pb)
+        })
+        .collect();
+    for (pw, pb) in partials {
+        dw.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
+        db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
+    }
+}
+
+/// Adds `bias` to every row.
+pub fn bias_forward(out: &mut [f32], bias: &[f32]) {
+    let c = bias.len();
+    out.par_chunks_mut(c * ROWS).for_each(|o| {
+        for o in o.chunks_exact_mut(c) {
+            o.iter_mut().zip(bias).for_each(|(o, &b)| *o += b);
+        }
+    });
+}
+
+/// `dbias += column sums of dout`.
+pub fn bias_backward(dbias: &mut [f32], dout: &[f32]) {
+    let c = dbias.len();
+    let partials: Vec<Vec<f32>> = dout
+        .par_chunks(c * ROWS * 4)
+        .map(|d| {
+            let mut p = vec![0f32; c];
+            for row in d.chunks_exact(c) {
+                p.iter_mut().zip(row).for_each(|(p, &g)| *p += g);
+            }
+            p
+        })
+        .collect();
+    for p in partials {
+        dbias.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+    }
+}
+
+const GELU_SCALE: f32 = 0.797_884_6; // sqrt(2 / pi)
+
+/// tanh via the vectorisable exp.
+#[inline(always)]
+fn tanh(u: f32) -> f32 {
+    1.0 - 2.0 / (duet_model::fused::exp(2.0 * u) + 1.0)
+}
+
+simd! {
+    fn gelu_rows(out: &mut [f32], inp: &[f32]) {
+        for (o, &x) in out.iter_mut().zip(inp) {
+            *o = 0.5 * x * (1.0 + tanh(GELU_SCALE * (x + 0.044_715 * x * x * x)));
+        }
+    }
+
+    fn gelu_back_rows(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
+        for ((di, &x), &d) in dinp.iter_mut().zip(inp).zip(dout) {
+            let cube = 0.044_715 * x * x * x;
+            let th = tanh(GELU_SCALE * (x + cube));
+            let sech2 = 1.0 - th * th;
+            let local = 0.5 * (1.0 + th) + x * 0.5 * sech2 * GELU_SCALE * (1.0 + 3.0 * 0.044_715 * x * x);
+            *di += local * d;
+        }
+    }
+}
+
+/// GELU (tanh approximation, GPT-2's `gelu_new`).
+pub fn gelu_forward(out: &mut [f32], inp: &[f32]) {
+    out.par_chunks_mut(1 << 14)
+        .zip(inp.par_chunks(1 << 14))
+        .for_each(|(o, x)| gelu_rows(o, x));
+}
+
+/// GELU backward: `dinp += gelu'(inp) · dout`.
+pub fn gelu_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
+    dinp.par_chunks_mut(1 << 14)
+        .zip(inp.par_chunks(1 << 14).zip(dout.par_chunks(1 << 14)))
+        .for_each(|(di, (x, d))| gelu_back_rows(di, x, d));
+}
+
+/// `out = a + b`.
+pub fn residual_forward(out: &mut [f32], a: &[f32], b: &[f32]) {
+    out.par_chunks_mut(1 << 14)
+        .zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14)))
+        .for_each(|(o, (a, b))| {
+            o.iter_mut()
+                .zip(a)
+                .zip(b)
+                .for_each(|((o, &a), &b)| *o = a + b);
+        });
+}
+
+/// `out += a`.
+pub fn add_into(out: &mut [f32], a: &[f32]) {
+    out.par_chunks_mut(1 << 14)
+        .zip(a.par_chunks(1 << 14))
+        .for_each(|(o, a)| o.iter_mut().zip(a).for_each(|(o, &a)| *o += a));
+}
+
+simd! {
+    /// Causal attention for one sequence: `qkv` (T, 3C), output `out` (T, C), probabilities
+    /// `att` (T, NH, T) (row `t` holds zeros past `t`).
+    fn attention_seq(out: &mut [f32], att: &mut [f32], qkv: &[f32], t: usize, c: usize, nh: usize) {
+        let hs = c / nh;
+        let scale = 1.0 / (hs as f32).sqrt();
+        for i in 0..t {
+            let qrow = &qkv[i * 3 * c..i * 3 * c + c];
+            let orow = &mut out[i * c..(i + 1) * c];
+            for h in 0..nh {
+                let q = &qrow[h * hs..(h + 1) * hs];
+                let a = &mut att[(i * nh + h) * t..(i * nh + h + 1) * t];
+                let mut max = f32::NEG_INFINITY;
+                for (j, aj) in a.iter_mut().enumerate().take(i + 1) {
+                    let k = &qkv[j * 3 * c + c + h * hs..j * 3 * c + c + (h + 1) * hs];
+                    *aj = duet_model::fused::dot(q, k) * scale;
+                    max = max.max(*aj);
+                }
+                let mut sum = 0.0;
+                for aj in a.iter_mut().take(i + 1) {
+                    *aj = duet_model::fused::exp(*aj - max);
+                    sum += *aj;
+                }
+                let inv = 1.0 / sum;
+                a[..=i].iter_mut().for_each(|x| *x *= inv);
+                a[i + 1..].fill(0.0);
+                let o = &mut orow[h * hs..(h + 1) * hs];
+                o.fill(0.0);
+                for (j, &p) in a.iter().enumerate().take(i + 1) {
+                    let v = &qkv[j * 3 * c + 2 * c + h * hs..j * 3 * c + 2 * c + (h + 1) * hs];
+                    o.iter_mut().zip(v).for_each(|(o, &v)| *o += p * v);
+                }
+            }
+        }
+    }
+
+    /// Backward of [`attention_seq`] for one sequence: `dqkv` (T, 3C) is accumulated.
+    fn attention_back_seq(dqkv: &mut [f32], dout: &[f32], qkv: &[f32], att: &[f32], t: usize, c: usize, nh: usize, datt: &mut [f32]) {
+        let hs = c / nh;
+        let scale = 1.0 / (hs as f32).sqrt();
+        for i in (0..t).rev() {
+            for h in 0..nh {
+                let a = &att[(i * nh + h) * t..(i * nh + h) * t + i + 1];
+                let d = &dout[i * c + h * hs..i * c + (h + 1) * hs];
+                // 1) out = Σ a_j v_j: datt_j = v_j · d, dv_j += a_j d
+                let da = &mut datt[..=i];
+                for (j, (daj, &aj)) in da.iter_mut().zip(a).enumerate() {
+                    let base = j * 3 * c + 2 * c + h * hs;
+                    *daj = duet_model::fused::dot(&qkv[base..base + hs], d);
+                    dqkv[base..base + hs].iter_mut().zip(d).for_each(|(g, &x)| *g += aj * x);
+                }
+                // 2) softmax: dpre_j = a_j (datt_j - Σ a datt)
+                let s: f32 = a.iter().zip(da.iter()).map(|(a, d)| a * d).sum();
+                for (daj, &aj) in da.iter_mut().zip(a) {
+                    *daj = aj * (*daj - s) * scale;
+                }
+                // 3) pre_j = q · k_j: dq += dpre_j k_j, dk_j += dpre_j q
+                let qbase = i * 3 * c + h * hs;
+                let q = &qkv[qbase..qbase + hs];
+                let mut dq = [0f32; 256];
+                let dq = &mut dq[..hs];
+                for (j, &dp) in da.iter().enumerate() {
+                    let kbase = j * 3 * c + c + h * hs;
+                    dq.iter_mut().zip(&qkv[kbase..kbase + hs]).for_each(|(a, &k)| *a += dp * k);
+                    dqkv[kbase..kbase + hs].iter_mut().zip(q).for_each(|(g, &x)| *g += dp * x);
+                }
+                dqkv[qbase..qbase + hs].iter_mut().zip(dq.iter()).for_each(|(g, &x)| *g += x);
+            }
+        }
+    }
+}
+
+/// Causal multi-head attention over `b` sequences: `qkv` (B·T, 3C) -> `out` (B·T, C), keeping
+/// the probabilities `att` (B·T, NH, T) for backward.
+pub fn attention_forward(
+    out: &mut [f32],
+    att: &mut [f32],
+    qkv: &[f32],
+    t: usize,
+    c: usize,
+    nh: usize,
+) {
+    out.par_chunks_mut(t * c)
+        .zip(
+            att.par_chunks_mut(t * nh * t)
+                .zip(qkv.par_chunks(t * 3 * c)),
+        )
+        .for_each(|(o, (a, q))| attention_seq(o, a, q, t, c, nh));
+}
+
+/// Attention backward: accumulates into `dqkv` (B·T, 3C).
+pub fn attention_backward(
+    dqkv: &mut [f32],
+    dout: &[f32],
+    qkv: &[f32],
+    att: &[f32],
+    t: usize,
+    c: usize,
+    nh: usize,
+) {
+    dqkv.par_chunks_mut(t * 3 * c)
+        .zip(
+            dout.par_chunks(t * c)
+                .zip(qkv.par_chunks(t * 3 * c).zip(att.par_chunks(t * nh * t))),
+        )
+        .for_each(|(dq, (d, (q, a)))| {
+            let mut datt = vec![0f32; t];
+            attention_back_seq(dq, d, q, a, t, c, nh, &mut datt);
+        });
+}
+
+simd! {
+    fn xent_rows(logits: &mut [f32], losses: &mut [f32], targets: &[u32], v: usize, scale: f32) {
+        for ((row, loss), &y) in logits.chunks_exact_mut(v).zip(losses.iter_mut()).zip(targets) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for x in row.iter_mut() {
+                *x = duet_model::fused::exp(*x - max);
+                sum += *x;
+            }
+            let inv = 1.0 / sum;
+            let py = row[y as usize] * inv;
+            *loss = -py.max(1e-30).ln();
+            // d loss / d logits = (p - onehot) / N
+            for x in row.iter_mut() {
+                *x *= inv * scale;
+            }
+            row[y as usize] -= scale;
+        }
+    }
+}
+
+/// Softmax cross-entropy of `logits` (N, V) against `targets`, in place: returns the mean loss
+/// and leaves `logits` holding the gradient of the mean loss.
+pub fn softmax_xent(logits: &mut [f32], targets: &[u32], v: usize) -> f32 {
+    let n = targets.len();
+    let mut losses = vec![0f32; n];
+    let scale = 1.0 / n as f32;
+    logits
+        .par_chunks_mut(v * 4)
+        .zip(losses.par_chunks_mut(4).zip(targets.par_chunks(4)))
+        .for_each(|(l, (loss, y))| xent_rows(l, loss, y, v, scale));
+    (losses.iter().map(|&x| f64::from(x)).sum::<f64>() / n as f64) as f32
+}
