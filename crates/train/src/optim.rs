@@ -243,19 +243,55 @@ impl InplaceOp2 for Step<'_> {
 }
 
 /// Scales gradients so that their global L2 norm is at most `max_norm`; returns the norm before.
+/// Works on the gradients' storage directly (candle's element-wise ops would hand large tensors
+/// to a spinning worker pool that competes with the matmul threads on a small machine).
 pub fn clip_grad_norm(grads: &mut BTreeMap<String, Tensor>, max_norm: f64) -> Result<f64> {
     let mut sq = 0f64;
     for g in grads.values() {
-        sq += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
+        let (storage, layout) = g.storage_and_layout();
+        let candle_core::Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
+            sq += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
+            continue;
+        };
+        let v = match layout.contiguous_offsets() {
+            Some((a, b)) => &v[a..b],
+            None => return Err(Error::Config("non-contiguous gradient".into())),
+        };
+        sq += v
+            .par_chunks(1 << 14)
+            .map(|c| c.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
+            .sum::<f64>();
     }
     let norm = sq.sqrt();
     if max_norm > 0.0 && norm > max_norm {
-        let scale = max_norm / (norm + 1e-6);
+        let scale = (max_norm / (norm + 1e-6)) as f32;
         for g in grads.values_mut() {
-            *g = (&*g * scale)?;
+            g.inplace_op1(&Scale(scale))?;
         }
     }
     Ok(norm)
+}
+
+/// Multiplies a tensor by a constant, in place.
+struct Scale(f32);
+
+impl candle_core::InplaceOp1 for Scale {
+    fn name(&self) -> &'static str {
+        "duet-scale"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(v) = s else {
+            bail!("scale: f32 only")
+        };
+        let Some((a, b)) = l.contiguous_offsets() else {
+            bail!("scale: contiguous only")
+        };
+        v[a..b]
+            .par_chunks_mut(1 << 14)
+            .for_each(|c| c.iter_mut().for_each(|x| *x *= self.0));
+        Ok(())
+    }
 }
 
 #[cfg(test)]

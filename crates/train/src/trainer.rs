@@ -41,8 +41,9 @@ pub trait Task {
     fn loss_and_grads(&mut self, _varmap: &VarMap) -> Result<Option<LossAndGrads>> {
         Ok(None)
     }
-    /// Metrics on the validation data; includes the early-stopping metric.
-    fn evaluate(&mut self) -> Result<BTreeMap<String, f64>>;
+    /// Metrics on the validation data; includes the early-stopping metric. `varmap` holds the
+    /// current parameters (evaluation may build a detached, inference-only model from them).
+    fn evaluate(&mut self, varmap: &VarMap) -> Result<BTreeMap<String, f64>>;
     /// The data loader's state, for checkpoints.
     fn data_state(&self) -> Result<serde_json::Value>;
     /// Restores a saved data loader state.
@@ -397,7 +398,7 @@ impl<T: Task> Trainer<T> {
 
     /// Evaluates, logs, keeps the best model; returns whether early stopping triggers.
     fn evaluate_and_track(&mut self, metrics_path: &Path) -> Result<bool> {
-        let m = self.task.evaluate()?;
+        let m = self.task.evaluate(&self.varmap)?;
         let step = self.state.step;
         let mut line = serde_json::json!({"step": step});
         for (k, v) in &m {

@@ -139,8 +139,8 @@ impl<T: Task> Task for StopAfter<T> {
         }
         Ok(r)
     }
-    fn evaluate(&mut self) -> duet_train::Result<BTreeMap<String, f64>> {
-        self.inner.evaluate()
+    fn evaluate(&mut self, vm: &VarMap) -> duet_train::Result<BTreeMap<String, f64>> {
+        self.inner.evaluate(vm)
     }
     fn data_state(&self) -> duet_train::Result<serde_json::Value> {
         self.inner.data_state()

@@ -144,7 +144,13 @@ impl Task for LmTask {
         Ok(Some((loss, grads, b.batch * b.seq_len)))
     }
 
-    fn evaluate(&mut self) -> Result<BTreeMap<String, f64>> {
+    fn evaluate(&mut self, varmap: &VarMap) -> Result<BTreeMap<String, f64>> {
+        // An inference-only copy over the same storage: no graph, the fused kernels.
+        let detached = duet_model::init::tensors(varmap).into_iter().collect();
+        let model = Gpt::load(
+            candle_nn::VarBuilder::from_tensors(detached, candle_core::DType::F32, &self.device),
+            &self.cfg,
+        )?;
         let max = if self.eval_batches == 0 {
             usize::MAX
         } else {
@@ -154,7 +160,7 @@ impl Task for LmTask {
         let (mut total, mut n) = (0f64, 0usize);
         for b in &batches {
             let loss = batch_loss(
-                &self.model,
+                &model,
                 &b.inputs,
                 &b.targets,
                 b.batch,

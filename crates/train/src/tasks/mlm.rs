@@ -148,11 +148,21 @@ impl MlmTask {
         b: usize,
         drop: Option<&Dropout>,
     ) -> Result<Option<(Tensor, Tensor)>> {
+        self.forward_masked_with(&self.model, ids, labels, b, drop)
+    }
+
+    /// As [`Self::forward_masked`] with another copy of the model.
+    fn forward_masked_with(
+        &self,
+        model: &BertForMaskedLm,
+        ids: Vec<u32>,
+        labels: &[i64],
+        b: usize,
+        drop: Option<&Dropout>,
+    ) -> Result<Option<(Tensor, Tensor)>> {
         let t = ids.len() / b;
         let x = Tensor::from_vec(ids, (b, t), &self.device)?;
-        let logits = self
-            .model
-            .forward(&x, &x.zeros_like()?, &x.ones_like()?, drop)?;
+        let logits = model.forward(&x, &x.zeros_like()?, &x.ones_like()?, drop)?;
         let pos: Vec<u32> = labels
             .iter()
             .enumerate()
@@ -195,7 +205,12 @@ impl Task for MlmTask {
         }
     }
 
-    fn evaluate(&mut self) -> Result<BTreeMap<String, f64>> {
+    fn evaluate(&mut self, varmap: &VarMap) -> Result<BTreeMap<String, f64>> {
+        let detached = duet_model::init::tensors(varmap).into_iter().collect();
+        let eval_model = BertForMaskedLm::load(
+            candle_nn::VarBuilder::from_tensors(detached, candle_core::DType::F32, &self.device),
+            &self.cfg,
+        )?;
         let max = if self.eval_batches == 0 {
             usize::MAX
         } else {
@@ -208,7 +223,9 @@ impl Task for MlmTask {
         let mut freq: BTreeMap<u32, usize> = BTreeMap::new();
         for b in &batches {
             let (ids, labels) = self.masked(&b.inputs, b.batch, &mut rng);
-            let Some((logits, target)) = self.forward_masked(ids, &labels, b.batch, None)? else {
+            let Some((logits, target)) =
+                self.forward_masked_with(&eval_model, ids, &labels, b.batch, None)?
+            else {
                 continue;
             };
             let k = target.dim(0)?;
