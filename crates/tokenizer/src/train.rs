@@ -9,6 +9,7 @@ use tokenizers::decoders::DecoderWrapper;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::models::unigram::{Unigram, UnigramTrainerBuilder};
+use tokenizers::models::wordlevel::{WordLevel, WordLevelTrainerBuilder};
 use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainerBuilder};
 use tokenizers::models::{ModelWrapper, TrainerWrapper};
 use tokenizers::normalizers::{NormalizerWrapper, bert::BertNormalizer, unicode::NFKC};
@@ -16,9 +17,11 @@ use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+use tokenizers::pre_tokenizers::split::{Split as SplitPre, SplitPattern};
 use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::{SplitDelimiterBehavior, decoders::fuse::Fuse};
 
 use duet_corpus::{Split, SplitReader};
 
@@ -35,6 +38,9 @@ pub enum Kind {
     Wordpiece,
     /// Unigram language model as in SentencePiece/T5, with `▁` marking word starts.
     Unigram,
+    /// One token per character (small models of poetry, code, Chinese); characters seen fewer
+    /// than `min_frequency` times become `[UNK]`.
+    Char,
 }
 
 /// How to train.
@@ -76,6 +82,7 @@ impl TrainOptions {
             Kind::Bpe => &["<|endoftext|>"],
             Kind::Wordpiece => &["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
             Kind::Unigram => &["<pad>", "<unk>", "<s>", "</s>", "<mask>"],
+            Kind::Char => &["<|endoftext|>", "[UNK]"],
         };
         v.iter().map(|s| (*s).to_owned()).collect()
     }
@@ -155,6 +162,29 @@ fn untrained(opts: &TrainOptions) -> Result<(Tokenizer, TrainerWrapper)> {
             t.with_pre_tokenizer(Some(PreTokenizerWrapper::Metaspace(ms.clone())));
             t.with_decoder(Some(DecoderWrapper::Metaspace(ms)));
             (t, TrainerWrapper::UnigramTrainer(trainer))
+        }
+        Kind::Char => {
+            let trainer = WordLevelTrainerBuilder::default()
+                .vocab_size(opts.vocab_size)
+                .min_frequency(opts.min_frequency)
+                .special_tokens(specials)
+                .show_progress(false)
+                .build()
+                .map_err(|e| Error::Tokenizers(e.to_string()))?;
+            let model = WordLevel::builder()
+                .unk_token("[UNK]".into())
+                .build()
+                .map_err(tk)?;
+            let mut t = Tokenizer::new(ModelWrapper::WordLevel(model));
+            let split = SplitPre::new(
+                SplitPattern::Regex("(?s).".into()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map_err(tk)?;
+            t.with_pre_tokenizer(Some(PreTokenizerWrapper::Split(split)));
+            t.with_decoder(Some(DecoderWrapper::Fuse(Fuse::new())));
+            (t, TrainerWrapper::WordLevelTrainer(trainer))
         }
     })
 }
@@ -298,6 +328,28 @@ mod tests {
         // Chinese characters are split one by one by BERT's normaliser.
         let zh = t.encode("明月", false).unwrap();
         assert_eq!(zh.get_tokens(), ["明", "月"]);
+    }
+
+    #[test]
+    fn char_tokens_are_characters() {
+        let corpus: Vec<String> = TEXTS
+            .iter()
+            .cycle()
+            .take(20)
+            .map(|s| format!("{s}\n"))
+            .collect();
+        let mut o = TrainOptions::new(Kind::Char, 1000);
+        o.min_frequency = 1;
+        let t = train(corpus.iter(), &o).unwrap();
+        let e = t.encode("床前明月\nok", false).unwrap();
+        assert_eq!(e.get_tokens(), ["床", "前", "明", "月", "\n", "o", "k"]);
+        assert_eq!(t.decode(e.get_ids(), false).unwrap(), "床前明月\nok");
+        assert_eq!(t.token_to_id("<|endoftext|>"), Some(0));
+        assert_eq!(
+            t.encode("€", false).unwrap().get_tokens(),
+            ["[UNK]"],
+            "unseen characters are unknown"
+        );
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub enum KindArg {
     Wordpiece,
     /// Unigram (SentencePiece).
     Unigram,
+    /// One token per character.
+    Char,
 }
 
 /// Arguments of `duet tokenizer train`.
@@ -92,6 +94,7 @@ fn train(a: TrainArgs) -> Result<()> {
         KindArg::Bpe => Kind::Bpe,
         KindArg::Wordpiece => Kind::Wordpiece,
         KindArg::Unigram => Kind::Unigram,
+        KindArg::Char => Kind::Char,
     };
     let opts = TrainOptions {
         kind,
