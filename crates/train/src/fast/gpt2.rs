@@ -90,7 +90,7 @@ impl Gpt2Step {
             ln1_rstd: vec![0.0; n],
             qkv: vec![0.0; n * 3 * c],
             atty: vec![0.0; n * c],
-            att: vec![0.0; n * cfg.num_attention_heads * t],
+            att: vec![0.0; b * cfg.num_attention_heads * t * t],
             res2: vec![0.0; n * c],
             ln2: vec![0.0; n * c],
             ln2_mean: vec![0.0; n],
@@ -248,8 +248,7 @@ impl Gpt2Step {
                 false,
                 false,
             );
-            k::bias_forward(&mut a.fch, g("mlp.c_fc.bias")?);
-            k::gelu_forward(&mut a.fch_gelu, &a.fch);
+            k::bias_gelu_forward(&mut a.fch, &mut a.fch_gelu, g("mlp.c_fc.bias")?);
             matmul(
                 &mut a.res3,
                 &a.fch_gelu,

@@ -5,6 +5,8 @@
 
 use rayon::prelude::*;
 
+use super::matmul::matmul_serial;
+
 /// Rows per parallel task for row-wise kernels.
 const ROWS: usize = 16;
 
@@ -196,6 +198,27 @@ simd! {
     }
 }
 
+simd! {
+    fn bias_gelu_rows(pre: &mut [f32], out: &mut [f32], bias: &[f32]) {
+        let c = bias.len();
+        for (p, o) in pre.chunks_exact_mut(c).zip(out.chunks_exact_mut(c)) {
+            for ((p, o), &b) in p.iter_mut().zip(o.iter_mut()).zip(bias) {
+                let x = *p + b;
+                *p = x;
+                *o = 0.5 * x * (1.0 + tanh(GELU_SCALE * (x + 0.044_715 * x * x * x)));
+            }
+        }
+    }
+}
+
+/// `pre += bias` (kept for backward) and `out = gelu(pre)`, in one pass.
+pub fn bias_gelu_forward(pre: &mut [f32], out: &mut [f32], bias: &[f32]) {
+    let rows = (ROWS * 4) * bias.len();
+    pre.par_chunks_mut(rows)
+        .zip(out.par_chunks_mut(rows))
+        .for_each(|(p, o)| bias_gelu_rows(p, o, bias));
+}
+
 /// GELU (tanh approximation, GPT-2's `gelu_new`).
 pub fn gelu_forward(out: &mut [f32], inp: &[f32]) {
     out.par_chunks_mut(1 << 14)
@@ -229,80 +252,60 @@ pub fn add_into(out: &mut [f32], a: &[f32]) {
         .for_each(|(o, a)| o.iter_mut().zip(a).for_each(|(o, &a)| *o += a));
 }
 
+/// Copies head `h` of the query, key and value columns of one sequence's `qkv` (T, 3C) into
+/// contiguous (T, hs) buffers.
+#[allow(clippy::too_many_arguments)]
+fn gather_head(
+    qkv: &[f32],
+    t: usize,
+    c: usize,
+    h: usize,
+    hs: usize,
+    q: &mut [f32],
+    k: &mut [f32],
+    v: &mut [f32],
+) {
+    for i in 0..t {
+        let row = &qkv[i * 3 * c..(i + 1) * 3 * c];
+        q[i * hs..(i + 1) * hs].copy_from_slice(&row[h * hs..(h + 1) * hs]);
+        k[i * hs..(i + 1) * hs].copy_from_slice(&row[c + h * hs..c + (h + 1) * hs]);
+        v[i * hs..(i + 1) * hs].copy_from_slice(&row[2 * c + h * hs..2 * c + (h + 1) * hs]);
+    }
+}
+
 simd! {
-    /// Causal attention for one sequence: `qkv` (T, 3C), output `out` (T, C), probabilities
-    /// `att` (T, NH, T) (row `t` holds zeros past `t`).
-    fn attention_seq(out: &mut [f32], att: &mut [f32], qkv: &[f32], t: usize, c: usize, nh: usize) {
-        let hs = c / nh;
-        let scale = 1.0 / (hs as f32).sqrt();
-        for i in 0..t {
-            let qrow = &qkv[i * 3 * c..i * 3 * c + c];
-            let orow = &mut out[i * c..(i + 1) * c];
-            for h in 0..nh {
-                let q = &qrow[h * hs..(h + 1) * hs];
-                let a = &mut att[(i * nh + h) * t..(i * nh + h + 1) * t];
-                let mut max = f32::NEG_INFINITY;
-                for (j, aj) in a.iter_mut().enumerate().take(i + 1) {
-                    let k = &qkv[j * 3 * c + c + h * hs..j * 3 * c + c + (h + 1) * hs];
-                    *aj = duet_model::fused::dot(q, k) * scale;
-                    max = max.max(*aj);
-                }
-                let mut sum = 0.0;
-                for aj in a.iter_mut().take(i + 1) {
-                    *aj = duet_model::fused::exp(*aj - max);
-                    sum += *aj;
-                }
-                let inv = 1.0 / sum;
-                a[..=i].iter_mut().for_each(|x| *x *= inv);
-                a[i + 1..].fill(0.0);
-                let o = &mut orow[h * hs..(h + 1) * hs];
-                o.fill(0.0);
-                for (j, &p) in a.iter().enumerate().take(i + 1) {
-                    let v = &qkv[j * 3 * c + 2 * c + h * hs..j * 3 * c + 2 * c + (h + 1) * hs];
-                    o.iter_mut().zip(v).for_each(|(o, &v)| *o += p * v);
-                }
+    /// Causal softmax of scaled scores, rows of `t`, in place (row `i` keeps columns `..=i`).
+    fn causal_softmax(s: &mut [f32], t: usize, scale: f32) {
+        for (i, row) in s.chunks_exact_mut(t).enumerate() {
+            let live = &mut row[..=i];
+            let mut max = f32::NEG_INFINITY;
+            for x in live.iter_mut() {
+                *x *= scale;
+                max = max.max(*x);
             }
+            let mut sum = 0.0;
+            for x in live.iter_mut() {
+                *x = duet_model::fused::exp(*x - max);
+                sum += *x;
+            }
+            let inv = 1.0 / sum;
+            live.iter_mut().for_each(|x| *x *= inv);
+            row[i + 1..].fill(0.0);
         }
     }
 
-    /// Backward of [`attention_seq`] for one sequence: `dqkv` (T, 3C) is accumulated.
-    fn attention_back_seq(dqkv: &mut [f32], dout: &[f32], qkv: &[f32], att: &[f32], t: usize, c: usize, nh: usize, datt: &mut [f32]) {
-        let hs = c / nh;
-        let scale = 1.0 / (hs as f32).sqrt();
-        for i in (0..t).rev() {
-            for h in 0..nh {
-                let a = &att[(i * nh + h) * t..(i * nh + h) * t + i + 1];
-                let d = &dout[i * c + h * hs..i * c + (h + 1) * hs];
-                // 1) out = Σ a_j v_j: datt_j = v_j · d, dv_j += a_j d
-                let da = &mut datt[..=i];
-                for (j, (daj, &aj)) in da.iter_mut().zip(a).enumerate() {
-                    let base = j * 3 * c + 2 * c + h * hs;
-                    *daj = duet_model::fused::dot(&qkv[base..base + hs], d);
-                    dqkv[base..base + hs].iter_mut().zip(d).for_each(|(g, &x)| *g += aj * x);
-                }
-                // 2) softmax: dpre_j = a_j (datt_j - Σ a datt)
-                let s: f32 = a.iter().zip(da.iter()).map(|(a, d)| a * d).sum();
-                for (daj, &aj) in da.iter_mut().zip(a) {
-                    *daj = aj * (*daj - s) * scale;
-                }
-                // 3) pre_j = q · k_j: dq += dpre_j k_j, dk_j += dpre_j q
-                let qbase = i * 3 * c + h * hs;
-                let q = &qkv[qbase..qbase + hs];
-                let mut dq = [0f32; 256];
-                let dq = &mut dq[..hs];
-                for (j, &dp) in da.iter().enumerate() {
-                    let kbase = j * 3 * c + c + h * hs;
-                    dq.iter_mut().zip(&qkv[kbase..kbase + hs]).for_each(|(a, &k)| *a += dp * k);
-                    dqkv[kbase..kbase + hs].iter_mut().zip(q).for_each(|(g, &x)| *g += dp * x);
-                }
-                dqkv[qbase..qbase + hs].iter_mut().zip(dq.iter()).for_each(|(g, &x)| *g += x);
-            }
+    /// `ds = p ∘ (dp − rowsum(dp ∘ p)) · scale`, in place in `dp`.
+    fn softmax_back(dp: &mut [f32], p: &[f32], t: usize, scale: f32) {
+        for (d, p) in dp.chunks_exact_mut(t).zip(p.chunks_exact(t)) {
+            let s: f32 = d.iter().zip(p).map(|(d, p)| d * p).sum();
+            d.iter_mut().zip(p).for_each(|(d, &p)| *d = p * (*d - s) * scale);
         }
     }
 }
 
 /// Causal multi-head attention over `b` sequences: `qkv` (B·T, 3C) -> `out` (B·T, C), keeping
-/// the probabilities `att` (B·T, NH, T) for backward.
+/// the probabilities `att` (B, NH, T, T) for backward. Each (sequence, head) pair is gathered
+/// into contiguous buffers and multiplied with `gemm`.
 pub fn attention_forward(
     out: &mut [f32],
     att: &mut [f32],
@@ -311,12 +314,32 @@ pub fn attention_forward(
     c: usize,
     nh: usize,
 ) {
-    out.par_chunks_mut(t * c)
-        .zip(
-            att.par_chunks_mut(t * nh * t)
-                .zip(qkv.par_chunks(t * 3 * c)),
-        )
-        .for_each(|(o, (a, q))| attention_seq(o, a, q, t, c, nh));
+    let hs = c / nh;
+    let scale = 1.0 / (hs as f32).sqrt();
+    let heads: Vec<Vec<f32>> = att
+        .par_chunks_mut(t * t)
+        .enumerate()
+        .map(|(pair, p)| {
+            let (b, h) = (pair / nh, pair % nh);
+            let seq = &qkv[b * t * 3 * c..(b + 1) * t * 3 * c];
+            let (mut q, mut k, mut v) =
+                (vec![0f32; t * hs], vec![0f32; t * hs], vec![0f32; t * hs]);
+            gather_head(seq, t, c, h, hs, &mut q, &mut k, &mut v);
+            // S = Q Kᵀ, P = causal softmax(S · scale), O = P V
+            matmul_serial(p, &q, &k, t, t, hs, false, true, false);
+            causal_softmax(p, t, scale);
+            let mut o = vec![0f32; t * hs];
+            matmul_serial(&mut o, p, &v, t, hs, t, false, false, false);
+            o
+        })
+        .collect();
+    for (pair, o) in heads.iter().enumerate() {
+        let (b, h) = (pair / nh, pair % nh);
+        for i in 0..t {
+            out[(b * t + i) * c + h * hs..(b * t + i) * c + (h + 1) * hs]
+                .copy_from_slice(&o[i * hs..(i + 1) * hs]);
+        }
+    }
 }
 
 /// Attention backward: accumulates into `dqkv` (B·T, 3C).
@@ -329,15 +352,54 @@ pub fn attention_backward(
     c: usize,
     nh: usize,
 ) {
-    dqkv.par_chunks_mut(t * 3 * c)
-        .zip(
-            dout.par_chunks(t * c)
-                .zip(qkv.par_chunks(t * 3 * c).zip(att.par_chunks(t * nh * t))),
-        )
-        .for_each(|(dq, (d, (q, a)))| {
-            let mut datt = vec![0f32; t];
-            attention_back_seq(dq, d, q, a, t, c, nh, &mut datt);
-        });
+    let hs = c / nh;
+    let scale = 1.0 / (hs as f32).sqrt();
+    let grads: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = att
+        .par_chunks(t * t)
+        .enumerate()
+        .map(|(pair, p)| {
+            let (b, h) = (pair / nh, pair % nh);
+            let seq = &qkv[b * t * 3 * c..(b + 1) * t * 3 * c];
+            let (mut q, mut k, mut v) =
+                (vec![0f32; t * hs], vec![0f32; t * hs], vec![0f32; t * hs]);
+            gather_head(seq, t, c, h, hs, &mut q, &mut k, &mut v);
+            let mut d = vec![0f32; t * hs];
+            for i in 0..t {
+                d[i * hs..(i + 1) * hs].copy_from_slice(
+                    &dout[(b * t + i) * c + h * hs..(b * t + i) * c + (h + 1) * hs],
+                );
+            }
+            // dV = Pᵀ dO, dP = dO Vᵀ, dS = softmax'(dP), dQ = dS K, dK = dSᵀ Q
+            let mut dv = vec![0f32; t * hs];
+            matmul_serial(&mut dv, p, &d, t, hs, t, true, false, false);
+            let mut dp = vec![0f32; t * t];
+            matmul_serial(&mut dp, &d, &v, t, t, hs, false, true, false);
+            softmax_back(&mut dp, p, t, scale);
+            let mut dq = vec![0f32; t * hs];
+            matmul_serial(&mut dq, &dp, &k, t, hs, t, false, false, false);
+            let mut dk = vec![0f32; t * hs];
+            matmul_serial(&mut dk, &dp, &q, t, hs, t, true, false, false);
+            (dq, dk, dv)
+        })
+        .collect();
+    for (pair, (dq, dk, dv)) in grads.iter().enumerate() {
+        let (b, h) = (pair / nh, pair % nh);
+        for i in 0..t {
+            let row = &mut dqkv[(b * t + i) * 3 * c..(b * t + i + 1) * 3 * c];
+            row[h * hs..(h + 1) * hs]
+                .iter_mut()
+                .zip(&dq[i * hs..(i + 1) * hs])
+                .for_each(|(a, &g)| *a += g);
+            row[c + h * hs..c + (h + 1) * hs]
+                .iter_mut()
+                .zip(&dk[i * hs..(i + 1) * hs])
+                .for_each(|(a, &g)| *a += g);
+            row[2 * c + h * hs..2 * c + (h + 1) * hs]
+                .iter_mut()
+                .zip(&dv[i * hs..(i + 1) * hs])
+                .for_each(|(a, &g)| *a += g);
+        }
+    }
 }
 
 simd! {

@@ -20,6 +20,38 @@ pub fn matmul(
     b_t: bool,
     accumulate: bool,
 ) {
+    matmul_par(c, a, b, m, n, k, a_t, b_t, accumulate, true)
+}
+
+/// [`matmul`] on the calling thread only (for use inside parallel loops).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_serial(
+    c: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    a_t: bool,
+    b_t: bool,
+    accumulate: bool,
+) {
+    matmul_par(c, a, b, m, n, k, a_t, b_t, accumulate, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul_par(
+    c: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    a_t: bool,
+    b_t: bool,
+    accumulate: bool,
+    parallel: bool,
+) {
     assert!(
         c.len() >= m * n,
         "matmul: c has {} values for {m}x{n}",
@@ -56,7 +88,7 @@ pub fn matmul(
         (1, n as isize)
     };
     let threads = rayon::current_num_threads();
-    let par = if (m * n * k) < 32 * 32 * 32 || threads < 2 {
+    let par = if !parallel || (m * n * k) < 32 * 32 * 32 || threads < 2 {
         Parallelism::None
     } else {
         Parallelism::Rayon(threads)
