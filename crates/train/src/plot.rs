@@ -4,23 +4,12 @@
 use std::path::Path;
 
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
 
 use crate::{Error, Result};
 
-static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
-
-/// Registers the embedded font once.
-fn font() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = register_font("sans-serif", FontStyle::Normal, FONT);
-    });
-}
-
 /// Draws `train` and `valid` (step, loss) series into a PNG at `path`.
 pub fn loss_plot(path: &Path, train: &[(f64, f64)], valid: &[(f64, f64)]) -> Result<()> {
-    font();
+    duet_eval::report::register_fonts();
     let err = |e: &dyn std::fmt::Display| Error::Plot(format!("{}: {e}", path.display()));
     let all = train.iter().chain(valid);
     let (mut x1, mut y0, mut y1) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
