@@ -19,17 +19,38 @@ pub struct VarInit {
     rng: Mutex<Pcg32>,
     pretrained: Option<Arc<Checkpoint>>,
     fresh: Mutex<Vec<String>>,
+    frozen_prefixes: Vec<String>,
+    frozen: Mutex<std::collections::BTreeMap<String, Tensor>>,
 }
 
 impl VarInit {
     /// Variables initialised from `seed` (and from `pretrained` where it has the tensor).
     pub fn new(varmap: &VarMap, seed: u64, pretrained: Option<Arc<Checkpoint>>) -> Arc<Self> {
+        Self::with_frozen(varmap, seed, pretrained, Vec::new())
+    }
+
+    /// As [`Self::new`], but parameters whose names start with one of `frozen` are plain
+    /// tensors, outside the `VarMap` (so no optimizer touches them); [`Self::frozen`] returns
+    /// them for saving.
+    pub fn with_frozen(
+        varmap: &VarMap,
+        seed: u64,
+        pretrained: Option<Arc<Checkpoint>>,
+        frozen: Vec<String>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             varmap: varmap.clone(),
             rng: Mutex::new(Pcg32::seed_from_u64(seed)),
             pretrained,
             fresh: Mutex::new(Vec::new()),
+            frozen_prefixes: frozen,
+            frozen: Mutex::new(std::collections::BTreeMap::new()),
         })
+    }
+
+    /// The frozen parameters, by name.
+    pub fn frozen(&self) -> std::collections::BTreeMap<String, Tensor> {
+        self.frozen.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
     /// A `VarBuilder` over this backend (f32 on `device`).
@@ -107,6 +128,9 @@ impl candle_nn::var_builder::SimpleBackend for Shared {
             }
             return Ok(v.as_tensor().clone());
         }
+        if let Some(t) = vi.frozen.lock().ok().and_then(|f| f.get(name).cloned()) {
+            return Ok(t);
+        }
         let value = match vi
             .pretrained
             .as_ref()
@@ -128,6 +152,17 @@ impl candle_nn::var_builder::SimpleBackend for Shared {
                 vi.sample(&s, init, dev)?
             }
         };
+        if vi
+            .frozen_prefixes
+            .iter()
+            .any(|p| name.starts_with(p.as_str()))
+        {
+            let t = value.to_dtype(dtype)?;
+            if let Ok(mut f) = vi.frozen.lock() {
+                f.insert(name.to_owned(), t.clone());
+            }
+            return Ok(t);
+        }
         let var = Var::from_tensor(&value.to_dtype(dtype)?)?;
         let t = var.as_tensor().clone();
         data.lock()

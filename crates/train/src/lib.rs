@@ -6,6 +6,7 @@
 //! atomic checkpoints with exact resume ([`checkpoint`]), `metrics.jsonl` and `loss.png`.
 
 pub mod checkpoint;
+pub mod classify;
 pub mod config;
 pub mod data;
 mod error;
