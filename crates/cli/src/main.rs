@@ -38,12 +38,19 @@ enum Command {
     /// Evaluate models.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Classify texts with a trained classifier (JSON lines with probabilities).
+    Classify(commands::classify::ClassifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum EvalCommand {
     /// Perplexity and bits per byte of a decoder on a corpus or token shards.
     Lm(commands::train::EvalLmArgs),
+    /// Accuracy, precision, recall, F1, confusion matrix, ROC/PR-AUC and calibration of a
+    /// classifier; k-fold cross-validation; per-slice bias report.
+    Classify(commands::classify::EvalClassifyArgs),
+    /// Write a seeded, stratified test split of labelled data as a JSON file of ids.
+    Split(commands::classify::SplitArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +74,9 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::model::inspect(a),
         Command::Train(c) => commands::train::run(c),
         Command::Eval(EvalCommand::Lm(a)) => commands::train::eval_lm(a),
+        Command::Eval(EvalCommand::Classify(a)) => commands::classify::eval(a),
+        Command::Eval(EvalCommand::Split(a)) => commands::classify::split(a),
+        Command::Classify(a) => commands::classify::classify(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -490,3 +490,148 @@ fn a_training_run_killed_with_sigkill_resumes_from_its_last_checkpoint() -> Resu
     );
     Ok(())
 }
+
+/// A labelled CSV with a slice column: two topics told apart by their words.
+fn labelled_csv(dir: &Path) -> Result<std::path::PathBuf> {
+    let sport = [
+        "match", "goal", "team", "league", "striker", "coach", "season",
+    ];
+    let money = [
+        "shares", "market", "bank", "profit", "rates", "investor", "stock",
+    ];
+    let mut csv = String::from("text,label,source\n");
+    for i in 0..60 {
+        let (words, label) = if i % 2 == 0 {
+            (&sport, "sport")
+        } else {
+            (&money, "business")
+        };
+        let text = format!(
+            "the {} and the {} were in the news on day {i}",
+            words[i % 7],
+            words[(i / 2 + 3) % 7]
+        );
+        let source = if i % 3 == 0 { "wire" } else { "paper" };
+        csv += &format!("\"{text}\",{label},{source}\n");
+    }
+    let path = dir.join("news.csv");
+    std::fs::write(&path, csv)?;
+    Ok(path)
+}
+
+#[test]
+fn classify_split_train_eval_predict_and_cross_validate_with_tfidf() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let data = labelled_csv(dir)?;
+    let data = data.to_str().unwrap_or_default();
+
+    let out = duet(
+        &["eval", "split", "--data", data, "--out", "split.json"],
+        dir,
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let split: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("split.json"))?)?;
+    let test_ids = split["test"].as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(test_ids, 12, "20% of 60, stratified: {split}");
+
+    let out = duet(
+        &[
+            "train",
+            "classify",
+            "--model",
+            "tfidf",
+            "--train",
+            data,
+            "--exclude",
+            "split.json",
+            "--out",
+            "run",
+        ],
+        dir,
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(dir.join("run/final/config.json").is_file());
+
+    let out = duet(
+        &[
+            "eval",
+            "classify",
+            "--model",
+            "run/final",
+            "--data",
+            data,
+            "--ids",
+            "split.json",
+            "--out",
+            "eval",
+            "--slice-by",
+            "source",
+        ],
+        dir,
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("eval/metrics.json"))?)?;
+    assert_eq!(m["support"], 12);
+    let acc = m["accuracy"].as_f64().unwrap_or(-1.0);
+    assert!(acc >= 0.9, "accuracy {acc} on separable topics: {m}");
+    let report = std::fs::read_to_string(dir.join("eval/report.md"))?;
+    assert!(
+        report.contains("wire") && report.contains("paper"),
+        "{report}"
+    );
+    assert!(dir.join("eval/confusion.png").is_file());
+
+    let out = duet(
+        &[
+            "classify",
+            "--model",
+            "run/final",
+            "the goal of the striker",
+        ],
+        dir,
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(line["label"], "sport", "{line}");
+    let p: f64 = ["sport", "business"]
+        .iter()
+        .map(|l| line["probs"][l].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!((p - 1.0).abs() < 1e-5, "probabilities sum to {p}");
+
+    let out = duet(
+        &[
+            "eval", "classify", "--model", "tfidf", "--data", data, "--folds", "3", "--out", "cv",
+        ],
+        dir,
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for f in 0..3 {
+        assert!(dir.join(format!("cv/fold-{f}/metrics.json")).is_file());
+    }
+    let cv: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("cv/metrics.json"))?)?;
+    assert_eq!(cv["folds"], 3);
+
+    // A bad label field is an error that names it.
+    let out = duet(
+        &[
+            "eval",
+            "classify",
+            "--model",
+            "run/final",
+            "--data",
+            data,
+            "--out",
+            "e2",
+            "--label-field",
+            "topic",
+        ],
+        dir,
+    )?;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("topic"), "{}", text(&out.stderr));
+    Ok(())
+}

@@ -48,6 +48,9 @@ pub enum Error {
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// Computing or writing an evaluation report failed.
+    #[error(transparent)]
+    Eval(#[from] duet_eval::Error),
     /// JSON (de)serialisation failed.
     #[error(transparent)]
     Json(#[from] serde_json::Error),

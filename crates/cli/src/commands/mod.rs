@@ -1,5 +1,6 @@
 //! One module per verb; each exposes `run(args) -> anyhow::Result<()>`.
 
+pub mod classify;
 pub mod config;
 pub mod corpus;
 pub mod model;

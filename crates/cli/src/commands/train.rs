@@ -16,6 +16,8 @@ pub enum TrainCommand {
     Lm(LmArgs),
     /// Pre-train a BERT-style encoder with masked language modelling.
     Mlm(LmArgs),
+    /// Fine-tune a pretrained encoder (or fit TF-IDF + logistic regression) to classify text.
+    Classify(super::classify::TrainClassifyArgs),
 }
 
 /// Arguments shared by `duet train lm` and `duet train mlm`; every config key can also be set
@@ -98,7 +100,7 @@ fn flag_overrides(a: &LmArgs) -> Vec<String> {
 }
 
 /// A stop flag that Ctrl-C sets (the trainer checkpoints, then exits).
-fn stop_flag() -> Result<Arc<AtomicBool>> {
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     ctrlc::set_handler(move || {
@@ -113,7 +115,8 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-fn bar() -> ProgressBar {
+/// The training progress bar.
+pub fn bar() -> ProgressBar {
     let b = ProgressBar::new(0);
     b.set_style(
         ProgressStyle::with_template(
@@ -127,6 +130,7 @@ fn bar() -> ProgressBar {
 /// Runs a training command.
 pub fn run(cmd: TrainCommand) -> Result<()> {
     match cmd {
+        TrainCommand::Classify(a) => super::classify::train(a)?,
         TrainCommand::Lm(a) => {
             let cfg: LmConfig = super::config::load(a.config.as_deref(), &flag_overrides(&a))?;
             let toml = toml::to_string(&cfg).context("serialising the config")?;

@@ -271,6 +271,34 @@ pub fn stratified_holdout(examples: &[Example], share: f64, seed: u64) -> Vec<us
     out
 }
 
+/// A seeded, stratified test split that keeps exact duplicates together: texts equal after
+/// lower-casing and collapsing whitespace form one group, and a group goes wholly to one side,
+/// so no test text also occurs in training. Returns the test indices and the number of
+/// examples that had a duplicate.
+pub fn grouped_test_split(examples: &[Example], share: f64, seed: u64) -> (Vec<usize>, usize) {
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, e) in examples.iter().enumerate() {
+        let key = e
+            .text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        groups.entry(key).or_default().push(i);
+    }
+    let mut members: Vec<Vec<usize>> = groups.into_values().collect();
+    // First-occurrence order, so the split does not depend on the texts' sort order.
+    members.sort_by_key(|g| g[0]);
+    let duplicated = members.iter().filter(|g| g.len() > 1).map(Vec::len).sum();
+    let heads: Vec<Example> = members.iter().map(|g| examples[g[0]].clone()).collect();
+    let mut test: Vec<usize> = stratified_holdout(&heads, share, seed)
+        .into_iter()
+        .flat_map(|h| members[h].iter().copied())
+        .collect();
+    test.sort_unstable();
+    (test, duplicated)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,6 +338,30 @@ mod tests {
         let e = load(&dir.path().join("news"), &Fields::default()).unwrap();
         assert_eq!(e[0].text, "café “quoted”");
         assert_eq!(e[0].label, "tech");
+    }
+
+    #[test]
+    fn grouped_split_keeps_duplicates_together() {
+        let ex: Vec<Example> = (0..200)
+            .map(|i| Example {
+                id: i.to_string(),
+                text: format!("text {}", i % 150),
+                label: if i % 150 < 20 { "spam" } else { "ham" }.into(),
+                fields: BTreeMap::new(),
+            })
+            .collect();
+        let (test, dup) = grouped_test_split(&ex, 0.2, 7);
+        assert_eq!(dup, 100);
+        let test_texts: std::collections::HashSet<&str> =
+            test.iter().map(|&i| ex[i].text.as_str()).collect();
+        for (i, e) in ex.iter().enumerate() {
+            if !test.contains(&i) {
+                assert!(!test_texts.contains(e.text.as_str()));
+            }
+        }
+        assert_eq!(test, grouped_test_split(&ex, 0.2, 7).0);
+        let spam = test.iter().filter(|&&i| ex[i].label == "spam").count();
+        assert!(spam > 0 && spam < test.len());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod data;
+pub mod evaluate;
 pub mod predict;
 pub mod run;
 pub mod task;

@@ -249,7 +249,7 @@ pub struct Predictions {
 }
 
 /// Predictions of a classifier on `examples`; a label the model does not know is an error.
-pub fn predict_examples(c: &Classifier, examples: &[Example]) -> Result<Predictions> {
+pub fn predict_examples(c: &Classifier, examples: &[Example], batch: usize) -> Result<Predictions> {
     let labels = c.labels();
     let index: BTreeMap<&str, usize> = labels
         .iter()
@@ -268,7 +268,7 @@ pub fn predict_examples(c: &Classifier, examples: &[Example]) -> Result<Predicti
         })
         .collect::<Result<_>>()?;
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-    let probs = c.predict_proba(&texts, 32)?;
+    let probs = c.predict_proba(&texts, batch)?;
     let pred = probs.iter().map(|p| argmax(p)).collect();
     Ok(Predictions {
         truth: y,
@@ -280,7 +280,7 @@ pub fn predict_examples(c: &Classifier, examples: &[Example]) -> Result<Predicti
 /// Metrics of a classifier directory on `examples`.
 pub fn evaluate_dir(dir: &Path, examples: &[Example]) -> Result<Metrics> {
     let c = Classifier::load(dir)?;
-    let p = predict_examples(&c, examples)?;
+    let p = predict_examples(&c, examples, 32)?;
     Ok(Metrics::compute(
         &p.truth,
         &p.pred,
