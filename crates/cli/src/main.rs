@@ -40,6 +40,8 @@ enum Command {
     Eval(EvalCommand),
     /// Classify texts with a trained classifier (JSON lines with probabilities).
     Classify(commands::classify::ClassifyArgs),
+    /// Serve models over an OpenAI-compatible HTTP API.
+    Serve(commands::serve::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
         Command::Eval(EvalCommand::Classify(a)) => commands::classify::eval(a),
         Command::Eval(EvalCommand::Split(a)) => commands::classify::split(a),
         Command::Classify(a) => commands::classify::classify(a),
+        Command::Serve(a) => commands::serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -242,6 +242,8 @@ pub struct Sequence {
     text: String,
     emitted: usize,
     prompt_tokens: usize,
+    /// The logits of the last step, as the sampler saw them before penalties.
+    logits: Vec<f32>,
     /// Set when the sequence has ended.
     pub finish: Option<FinishReason>,
 }
@@ -269,6 +271,7 @@ impl Sequence {
             text: String::new(),
             emitted: 0,
             prompt_tokens: prompt.len(),
+            logits: Vec::new(),
             finish: None,
         };
         let delta = seq.accept(model, tok, &logits)?;
@@ -280,6 +283,16 @@ impl Sequence {
         self.tokens.last().copied()
     }
 
+    /// The raw logits of the last step (for log-probabilities).
+    pub fn last_logits(&self) -> &[f32] {
+        &self.logits
+    }
+
+    /// Tokens generated so far (a stop token is not counted).
+    pub fn generated(&self) -> usize {
+        self.tokens.len()
+    }
+
     /// Samples from `logits` (vocab,), updates text and stop state; returns text safe to emit.
     pub fn accept(
         &mut self,
@@ -289,6 +302,7 @@ impl Sequence {
     ) -> Result<Option<String>> {
         let l: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
         let t = self.sampler.sample(&l);
+        self.logits = l;
         if self.params.stop_token_ids.contains(&t) {
             self.finish = Some(FinishReason::Stop);
             return Ok(self.flush());

@@ -4,6 +4,7 @@ pub mod classify;
 pub mod config;
 pub mod corpus;
 pub mod model;
+pub mod serve;
 pub mod tokenizer;
 pub mod train;
 

@@ -1,0 +1,424 @@
+//! The inference engine of one decoder: a bounded request queue and a thread that owns the
+//! model and runs continuous batching. Each step it admits waiting requests (prefilling each
+//! prompt into its own KV cache), then decodes one token for every active sequence in one
+//! batch. A sequence whose client has gone away is dropped before the next step, so its slot
+//! is free within one decode step.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::time::Instant;
+
+use duet_model::generate::{FinishReason, SamplingParams, Sequence};
+use duet_model::gpt::Gpt;
+
+use serde::Serialize;
+use tokenizers::Tokenizer;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::metrics::Metrics;
+
+/// Limits of one engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Sequences decoded together at most (the rest wait in the queue).
+    pub max_batch: usize,
+    /// Requests waiting for a slot at most; more are refused (HTTP 429).
+    pub queue: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 64,
+            queue: 256,
+        }
+    }
+}
+
+/// One alternative for a sampled token, as OpenAI's `top_logprobs` lists them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopLogprob {
+    /// The token's text.
+    pub token: String,
+    /// Its log-probability under the model.
+    pub logprob: f32,
+    /// The UTF-8 bytes of the text.
+    pub bytes: Vec<u8>,
+}
+
+/// The log-probability of a sampled token and the most likely alternatives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenLogprob {
+    /// The token's text.
+    pub token: String,
+    /// Its log-probability under the model.
+    pub logprob: f32,
+    /// The UTF-8 bytes of the text.
+    pub bytes: Vec<u8>,
+    /// The `top_logprobs` most likely tokens at this position.
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// What the engine sends back for a job.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// New text (possibly empty when only log-probabilities are new).
+    Delta {
+        /// Text safe to show (never a split character or a partial stop sequence).
+        text: String,
+        /// Log-probabilities of the tokens sampled since the last event, when asked for.
+        logprobs: Vec<TokenLogprob>,
+    },
+    /// The sequence ended.
+    Done {
+        /// Why.
+        finish: FinishReason,
+        /// Tokens in the prompt.
+        prompt_tokens: usize,
+        /// Tokens generated.
+        completion_tokens: usize,
+    },
+    /// The sequence failed; the message says why.
+    Failed(String),
+}
+
+/// A generation request, ready for the engine: tokens in, events out.
+#[derive(Debug)]
+pub struct Job {
+    /// The prompt's tokens (checked against the context by the caller).
+    pub prompt: Vec<u32>,
+    /// Sampling and stopping.
+    pub params: SamplingParams,
+    /// `Some(n)`: report each sampled token's log-probability and the `n` most likely ones.
+    pub logprobs: Option<usize>,
+    /// Give up after this instant.
+    pub deadline: Option<Instant>,
+    /// Where events go; when the receiver is dropped, the job is cancelled.
+    pub events: UnboundedSender<Event>,
+}
+
+/// Why a job was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The queue is full: try again later.
+    Full,
+    /// The engine has stopped.
+    Stopped,
+}
+
+/// A handle on an engine thread; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    tx: SyncSender<Job>,
+    queued: Arc<AtomicUsize>,
+    active: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("queued", &self.queued())
+            .field("active", &self.active())
+            .finish()
+    }
+}
+
+/// A sequence being decoded, with its client's channel.
+struct Slot {
+    seq: Sequence,
+    job: Job,
+    last_event: Instant,
+    /// Tokens generated when the last event was sent.
+    generated: usize,
+}
+
+impl Engine {
+    /// Starts the engine thread for `model`; it runs until every handle is dropped and the
+    /// last sequence has finished.
+    pub fn start(
+        name: &str,
+        model: Gpt,
+        tokenizer: Arc<Tokenizer>,
+        config: EngineConfig,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(config.queue.max(1));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let active = Arc::new(AtomicUsize::new(0));
+        let worker = Worker {
+            name: name.to_owned(),
+            model,
+            tokenizer,
+            max_batch: config.max_batch.max(1),
+            rx,
+            queued: queued.clone(),
+            active: active.clone(),
+            metrics,
+        };
+        std::thread::Builder::new()
+            .name(format!("engine-{name}"))
+            .spawn(move || worker.run())?;
+        Ok(Self { tx, queued, active })
+    }
+
+    /// Queues a job; refuses at once when the queue is full.
+    pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+                Err(match e {
+                    TrySendError::Full(_) => SubmitError::Full,
+                    TrySendError::Disconnected(_) => SubmitError::Stopped,
+                })
+            }
+        }
+    }
+
+    /// Jobs waiting for a slot.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
+
+    /// Sequences being decoded.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+}
+
+/// The engine thread's state.
+struct Worker {
+    name: String,
+    model: Gpt,
+    tokenizer: Arc<Tokenizer>,
+    max_batch: usize,
+    rx: Receiver<Job>,
+    queued: Arc<AtomicUsize>,
+    active: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+}
+
+impl Worker {
+    fn run(self) {
+        let mut slots: Vec<Slot> = Vec::new();
+        let mut open = true;
+        loop {
+            if slots.is_empty() {
+                if !open {
+                    break;
+                }
+                match self.rx.recv() {
+                    Ok(job) => self.admit(job, &mut slots),
+                    Err(_) => break,
+                }
+            }
+            while open && slots.len() < self.max_batch {
+                match self.rx.try_recv() {
+                    Ok(job) => self.admit(job, &mut slots),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => open = false,
+                }
+            }
+            self.drop_gone(&mut slots);
+            self.active.store(slots.len(), Ordering::SeqCst);
+            self.metrics
+                .set_load(&self.name, self.queued(), slots.len());
+            if !slots.is_empty() {
+                self.step(&mut slots);
+            }
+            self.active.store(slots.len(), Ordering::SeqCst);
+        }
+        self.active.store(0, Ordering::SeqCst);
+        tracing::info!(model = %self.name, "engine stopped");
+    }
+
+    fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
+
+    /// Drops sequences whose client went away or whose time is up.
+    fn drop_gone(&self, slots: &mut Vec<Slot>) {
+        let now = Instant::now();
+        slots.retain(|s| {
+            if s.job.events.is_closed() {
+                self.metrics.cancelled.inc();
+                return false;
+            }
+            if s.job.deadline.is_some_and(|d| now >= d) {
+                let _ = s.job.events.send(Event::Failed(
+                    "the request took longer than the server's time limit".into(),
+                ));
+                self.metrics.timeouts.inc();
+                return false;
+            }
+            true
+        });
+    }
+
+    /// Prefills a new job and, unless it is already over, gives it a slot.
+    fn admit(&self, job: Job, slots: &mut Vec<Slot>) {
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        if job.events.is_closed() {
+            self.metrics.cancelled.inc();
+            return;
+        }
+        if job.deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = job.events.send(Event::Failed(
+                "the request waited longer than the server's time limit".into(),
+            ));
+            self.metrics.timeouts.inc();
+            return;
+        }
+        let started = Instant::now();
+        let prefill = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            Sequence::start(&self.model, &self.tokenizer, &job.prompt, &job.params)
+        }));
+        match prefill {
+            Ok(Ok((seq, text))) => {
+                self.metrics.ttft.observe(started.elapsed().as_secs_f64());
+                let mut slot = Slot {
+                    seq,
+                    job,
+                    last_event: Instant::now(),
+                    generated: 0,
+                };
+                if self.emit(&mut slot, text) {
+                    slots.push(slot);
+                }
+            }
+            Ok(Err(e)) => {
+                let _ = job.events.send(Event::Failed(e.to_string()));
+            }
+            Err(_) => {
+                tracing::error!(model = %self.name, "a prefill panicked; the request failed");
+                let _ = job
+                    .events
+                    .send(Event::Failed("internal error in the engine".into()));
+            }
+        }
+    }
+
+    /// Sends the text (and log-probabilities) of a step, and `Done` when the sequence ended.
+    /// Returns whether the sequence goes on.
+    fn emit(&self, slot: &mut Slot, text: Option<String>) -> bool {
+        let mut logprobs = Vec::new();
+        let now_generated = slot.seq.generated();
+        if let (Some(n), Some(t)) = (slot.job.logprobs, slot.seq.last_token())
+            && now_generated > slot.generated
+        {
+            logprobs.push(token_logprob(&self.tokenizer, slot.seq.last_logits(), t, n));
+        }
+        slot.generated = now_generated;
+        let now = Instant::now();
+        if text.is_some() || !logprobs.is_empty() {
+            self.metrics
+                .itl
+                .observe(now.duration_since(slot.last_event).as_secs_f64());
+            slot.last_event = now;
+            let sent = slot.job.events.send(Event::Delta {
+                text: text.unwrap_or_default(),
+                logprobs,
+            });
+            if sent.is_err() {
+                self.metrics.cancelled.inc();
+                return false;
+            }
+        }
+        if let Some(finish) = slot.seq.finish {
+            self.metrics
+                .tokens_out
+                .get_or_create(&crate::metrics::ModelLabel::new(&self.name))
+                .inc_by(now_generated as u64);
+            let _ = slot.job.events.send(Event::Done {
+                finish,
+                prompt_tokens: slot.job.prompt.len(),
+                completion_tokens: now_generated,
+            });
+            return false;
+        }
+        true
+    }
+
+    /// Decodes one token for every slot in one batch.
+    fn step(&self, slots: &mut Vec<Slot>) {
+        let tokens: Vec<u32> = slots.iter().filter_map(|s| s.seq.last_token()).collect();
+        if tokens.len() != slots.len() {
+            // A sequence without a sampled token cannot continue; end those.
+            slots.retain(|s| s.seq.last_token().is_some());
+            return;
+        }
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut caches: Vec<&mut duet_model::gpt::Cache> =
+                slots.iter_mut().map(|s| &mut s.seq.cache).collect();
+            self.model.decode_step(&tokens, &mut caches)
+        }));
+        let logits = match result {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => return self.fail_all(slots, &e.to_string()),
+            Err(_) => return self.fail_all(slots, "internal error in the engine"),
+        };
+        let mut keep = Vec::with_capacity(slots.len());
+        for (row, mut slot) in std::mem::take(slots).into_iter().enumerate() {
+            let accepted = logits
+                .get(row)
+                .map_err(duet_model::Error::from)
+                .and_then(|l| slot.seq.accept(&self.model, &self.tokenizer, &l));
+            match accepted {
+                Ok(text) => {
+                    if self.emit(&mut slot, text) {
+                        keep.push(slot);
+                    }
+                }
+                Err(e) => {
+                    let _ = slot.job.events.send(Event::Failed(e.to_string()));
+                }
+            }
+        }
+        *slots = keep;
+    }
+
+    fn fail_all(&self, slots: &mut Vec<Slot>, why: &str) {
+        tracing::error!(model = %self.name, "decode step failed: {why}");
+        for s in slots.drain(..) {
+            let _ = s.job.events.send(Event::Failed(why.to_owned()));
+        }
+    }
+}
+
+/// The log-probability of token `t` under `logits` and the `n` most likely tokens.
+pub fn token_logprob(tok: &Tokenizer, logits: &[f32], t: u32, n: usize) -> TokenLogprob {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = max + logits.iter().map(|&x| (x - max).exp()).sum::<f32>().ln();
+    let text = |id: u32| tok.decode(&[id], false).unwrap_or_default();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    let n = n.min(logits.len());
+    if n > 0 {
+        order.select_nth_unstable_by(n - 1, |&a, &b| logits[b].total_cmp(&logits[a]));
+        order.truncate(n);
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    } else {
+        order.clear();
+    }
+    let token = text(t);
+    TokenLogprob {
+        bytes: token.as_bytes().to_vec(),
+        logprob: logits
+            .get(t as usize)
+            .map_or(f32::NEG_INFINITY, |&l| l - lse),
+        token,
+        top_logprobs: order
+            .into_iter()
+            .map(|i| {
+                let token = text(i as u32);
+                TopLogprob {
+                    bytes: token.as_bytes().to_vec(),
+                    logprob: logits[i] - lse,
+                    token,
+                }
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,552 @@
+//! The server end to end, in process: tiny models, real routes, real engine threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use duet_serve::api::Limits;
+use duet_serve::engine::EngineConfig;
+use duet_serve::{AppState, ServeConfig};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A tokenizer trained on a few sentences, saved into `dir`.
+fn tokenizer(dir: &Path, kind: duet_tokenizer::Kind) -> Result<()> {
+    let texts = [
+        "the cat sat on the mat",
+        "a dog and a cat",
+        "the end of the story",
+    ]
+    .repeat(20);
+    let tok = duet_tokenizer::train(texts.iter(), &duet_tokenizer::TrainOptions::new(kind, 300))?;
+    tok.save(dir.join("tokenizer.json"), false)
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// A decoder (the tiny Llama, 1024 positions), an embedder and a TF-IDF classifier.
+fn models(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let llama = dir.join("llama");
+    std::fs::create_dir_all(&llama)?;
+    for f in ["config.json", "model.safetensors", "generation_config.json"] {
+        std::fs::copy(
+            root().join("testdata/model/tiny-llama").join(f),
+            llama.join(f),
+        )?;
+    }
+    // A long context and no end token, so that a stream runs long enough to be left mid-way.
+    let cfg = std::fs::read_to_string(llama.join("config.json"))?
+        .replace(
+            "\"max_position_embeddings\": 64",
+            "\"max_position_embeddings\": 1024",
+        )
+        .replace("\"eos_token_id\": 2", "\"eos_token_id\": null");
+    std::fs::write(llama.join("config.json"), cfg)?;
+    tokenizer(&llama, duet_tokenizer::Kind::Bpe)?;
+    let bert = dir.join("bert");
+    std::fs::create_dir_all(&bert)?;
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(
+            root().join("testdata/model/tiny-bert-mlm").join(f),
+            bert.join(f),
+        )?;
+    }
+    tokenizer(&bert, duet_tokenizer::Kind::Wordpiece)?;
+    let cls = dir.join("cls");
+    let texts = [
+        "free prize call now",
+        "win cash now",
+        "see you at lunch",
+        "meet at home",
+    ];
+    let labels = vec!["ham".to_owned(), "spam".to_owned()];
+    let m = duet_train::classify::tfidf::TfidfClassifier::fit(
+        &duet_train::classify::tfidf::TfidfConfig::default(),
+        &texts,
+        &[1, 1, 0, 0],
+        &labels,
+    )?;
+    m.save(&cls)?;
+    Ok(vec![
+        ("llama".into(), llama),
+        ("bert".into(), bert),
+        ("cls".into(), cls),
+    ])
+}
+
+struct Server {
+    state: Arc<AppState>,
+    app: axum::Router,
+    _dir: tempfile::TempDir,
+}
+
+fn server(keys: Vec<String>, engine: EngineConfig) -> Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let cfg = ServeConfig {
+        models: models(dir.path())?,
+        limits: Limits {
+            max_body: 256 << 10,
+            ..Limits::default()
+        },
+        engine,
+        request_timeout: Duration::from_secs(60),
+        api_keys: keys,
+        blocking_jobs: 2,
+        ..ServeConfig::default()
+    };
+    let state = duet_serve::load(&cfg)?;
+    Ok(Server {
+        app: duet_serve::router(state.clone()),
+        state,
+        _dir: dir,
+    })
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    body: Body,
+    key: Option<&str>,
+) -> Result<(StatusCode, Value)> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json");
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    let resp = app.clone().oneshot(req.body(body)?).await?;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok((status, v))
+}
+
+async fn post(app: &axum::Router, path: &str, body: Value) -> Result<(StatusCode, Value)> {
+    call(app, "POST", path, Body::from(body.to_string()), None).await
+}
+
+fn chat(content: &str, extra: Value) -> Value {
+    let mut v = json!({"model": "llama", "messages": [{"role": "user", "content": content}], "max_tokens": 5, "temperature": 0});
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_chat_completions_embeddings_and_classify() -> Result<()> {
+    let s = server(vec![], EngineConfig::default())?;
+    let (st, v) = call(&s.app, "GET", "/v1/models", Body::empty(), None).await?;
+    assert_eq!(st, StatusCode::OK);
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["bert", "cls", "llama"]);
+
+    let (st, v) = post(&s.app, "/v1/chat/completions", chat("the cat", json!({}))).await?;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(v["usage"]["completion_tokens"], 5);
+    let usage = &v["usage"];
+    assert_eq!(
+        usage["total_tokens"].as_u64(),
+        Some(usage["prompt_tokens"].as_u64().unwrap_or(0) + 5)
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    // Greedy is deterministic; n choices with a seed are each reproducible.
+    let (_, again) = post(&s.app, "/v1/chat/completions", chat("the cat", json!({}))).await?;
+    assert_eq!(again["choices"][0]["message"], v["choices"][0]["message"]);
+    let body = chat(
+        "the cat",
+        json!({"n": 3, "temperature": 1.0, "seed": 7, "logprobs": true, "top_logprobs": 2}),
+    );
+    let (st, a) = post(&s.app, "/v1/chat/completions", body.clone()).await?;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    let (_, b) = post(&s.app, "/v1/chat/completions", body).await?;
+    assert_eq!(a["choices"].as_array().map(Vec::len), Some(3));
+    assert_eq!(a["choices"], b["choices"]);
+    let lp = &a["choices"][0]["logprobs"]["content"];
+    assert_eq!(lp.as_array().map(Vec::len), Some(5), "{lp}");
+    assert_eq!(lp[0]["top_logprobs"].as_array().map(Vec::len), Some(2));
+    assert!(lp[0]["logprob"].as_f64().is_some_and(|x| x <= 0.0));
+
+    let (st, v) = post(&s.app, "/v1/completions", json!({"model": "llama", "prompt": ["the cat", "a dog"], "max_tokens": 3, "temperature": 0, "echo": true, "logprobs": 1})).await?;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(v["choices"].as_array().map(Vec::len), Some(2));
+    assert!(
+        v["choices"][1]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("a dog")),
+        "{v}"
+    );
+    assert_eq!(
+        v["choices"][0]["logprobs"]["tokens"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+
+    let (st, v) = post(
+        &s.app,
+        "/v1/embeddings",
+        json!({"model": "bert", "input": ["the cat", "a dog"]}),
+    )
+    .await?;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let e: Vec<f64> = serde_json::from_value(v["data"][1]["embedding"].clone())?;
+    assert_eq!(e.len(), 32);
+    assert!(e.iter().all(|x| x.is_finite()));
+    assert!(v["usage"]["prompt_tokens"].as_u64().is_some_and(|n| n > 0));
+    let (st, v) = post(
+        &s.app,
+        "/v1/embeddings",
+        json!({"model": "bert", "input": "the cat", "encoding_format": "base64", "dimensions": 8}),
+    )
+    .await?;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(
+        v["data"][0]["embedding"]
+            .as_str()
+            .is_some_and(|b| b.len() == 44),
+        "{v}"
+    );
+
+    let (st, v) = post(
+        &s.app,
+        "/v1/classify",
+        json!({"model": "cls", "input": ["win a free prize", "lunch at home"]}),
+    )
+    .await?;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["data"][0]["label"], "spam");
+    assert_eq!(v["data"][1]["label"], "ham");
+
+    let (st, v) = call(&s.app, "GET", "/health", Body::empty(), None).await?;
+    assert_eq!((st, &v["status"]), (StatusCode::OK, &json!("ok")));
+    let (_, m) = call(&s.app, "GET", "/metrics", Body::empty(), None).await?;
+    let m = m.as_str().unwrap_or_default().to_owned();
+    for name in [
+        "duet_requests_total",
+        "duet_time_to_first_token_seconds",
+        "duet_generated_tokens_total",
+        "duet_queue_depth",
+    ] {
+        assert!(m.contains(name), "{name} missing from\n{m}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_4xx_and_the_server_keeps_serving() -> Result<()> {
+    let s = server(vec![], EngineConfig::default())?;
+    let many_stops: Vec<String> = (0..10_000).map(|i| format!("s{i}")).collect();
+    let cases: Vec<(Body, u16, &str)> = vec![
+        (Body::from("{not json"), 400, "body"),
+        (Body::from("[1, 2]"), 400, "body"),
+        (Body::from(vec![0xff, 0xfe, 0x00]), 400, "body"),
+        (
+            Body::from(json!({"model": "llama"}).to_string()),
+            400,
+            "body",
+        ),
+        (
+            Body::from(json!({"model": 5, "messages": []}).to_string()),
+            400,
+            "model",
+        ),
+        (
+            Body::from(chat("x", json!({"temperature": "hot"})).to_string()),
+            400,
+            "temperature",
+        ),
+        (
+            Body::from(chat("x", json!({"max_tokens": -3})).to_string()),
+            400,
+            "max_tokens",
+        ),
+        (
+            Body::from(chat("x", json!({"max_tokens": 1e12})).to_string()),
+            400,
+            "max_tokens",
+        ),
+        (
+            Body::from(chat("x", json!({"n": 1_000_000})).to_string()),
+            400,
+            "n",
+        ),
+        (
+            Body::from(chat("x", json!({"top_p": -1})).to_string()),
+            400,
+            "top_p",
+        ),
+        (
+            Body::from(chat("x", json!({"stop": many_stops})).to_string()),
+            400,
+            "stop",
+        ),
+        (
+            Body::from(json!({"model": "llama", "messages": []}).to_string()),
+            400,
+            "messages",
+        ),
+        (
+            Body::from(
+                json!({"model": "llama", "messages": [{"role": "wizard", "content": "x"}]})
+                    .to_string(),
+            ),
+            400,
+            "messages[0].role",
+        ),
+        (
+            Body::from(chat("x", json!({"model": "nope"})).to_string()),
+            404,
+            "model",
+        ),
+        (
+            Body::from(chat("x", json!({"model": "bert"})).to_string()),
+            400,
+            "model",
+        ),
+        (
+            Body::from(chat("x", json!({"response_format": {"type": "json_object"}})).to_string()),
+            400,
+            "response_format",
+        ),
+        (
+            Body::from(chat(&"the cat ".repeat(600), json!({})).to_string()),
+            400,
+            "messages",
+        ),
+        (
+            Body::from(chat("x", json!({"max_tokens": 1020})).to_string()),
+            400,
+            "max_tokens",
+        ),
+        (Body::from(vec![b'a'; 300 << 10]), 413, ""),
+    ];
+    for (i, (body, status, param)) in cases.into_iter().enumerate() {
+        let (st, v) = call(&s.app, "POST", "/v1/chat/completions", body, None).await?;
+        assert_eq!(st.as_u16(), status, "case {i}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "case {i}: {v}"
+        );
+        if !param.is_empty() {
+            assert_eq!(v["error"]["param"], param, "case {i}: {v}");
+        }
+    }
+    // The context error says by how much.
+    let (_, v) = post(
+        &s.app,
+        "/v1/chat/completions",
+        chat("x", json!({"max_tokens": 1020})),
+    )
+    .await?;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("over")),
+        "{v}"
+    );
+    let (st, v) = post(
+        &s.app,
+        "/v1/embeddings",
+        json!({"model": "bert", "input": []}),
+    )
+    .await?;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, v) = post(
+        &s.app,
+        "/v1/embeddings",
+        json!({"model": "bert", "input": "x", "dimensions": -4}),
+    )
+    .await?;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, _) = call(&s.app, "GET", "/v1/models/nope", Body::empty(), None).await?;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // Still serving.
+    let (st, v) = post(&s.app, "/v1/chat/completions", chat("the cat", json!({}))).await?;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_guard_v1_routes() -> Result<()> {
+    let s = server(vec!["sesame".into()], EngineConfig::default())?;
+    let (st, v) = call(&s.app, "GET", "/v1/models", Body::empty(), None).await?;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+    let (st, _) = call(&s.app, "GET", "/v1/models", Body::empty(), Some("wrong")).await?;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = call(&s.app, "GET", "/v1/models", Body::empty(), Some("sesame")).await?;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = call(&s.app, "GET", "/health", Body::empty(), None).await?;
+    assert_eq!(st, StatusCode::OK);
+    Ok(())
+}
+
+/// Reads SSE frames until `n` `data:` lines have come.
+async fn read_events(body: &mut Body, n: usize) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    while out.len() < n {
+        let frame = body
+            .frame()
+            .await
+            .ok_or_else(|| anyhow!("stream ended after {out:?}"))??;
+        if let Ok(data) = frame.into_data() {
+            buf.push_str(&String::from_utf8_lossy(&data));
+            while let Some(end) = buf.find("\n\n") {
+                let ev: String = buf.drain(..end + 2).collect();
+                if let Some(d) = ev.trim().strip_prefix("data: ") {
+                    out.push(d.to_owned());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_with_usage_and_a_client_that_leaves_frees_its_slot() -> Result<()> {
+    let s = server(vec![], EngineConfig::default())?;
+    let body = chat(
+        "the cat",
+        json!({"stream": true, "stream_options": {"include_usage": true}, "max_tokens": 4}),
+    );
+    let resp = s
+        .app
+        .clone()
+        .oneshot(
+            Request::post("/v1/chat/completions")
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))?,
+        )
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()?
+            .starts_with("text/event-stream")
+    );
+    let all = String::from_utf8(resp.into_body().collect().await?.to_bytes().to_vec())?;
+    let data: Vec<&str> = all
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"));
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d))
+        .collect::<std::result::Result<_, _>>()?;
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let usage = &chunks[chunks.len() - 1];
+    assert_eq!(usage["choices"].as_array().map(Vec::len), Some(0));
+    assert_eq!(usage["usage"]["completion_tokens"], 4);
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c["choices"][0]["finish_reason"] == "length")
+    );
+
+    // A long stream, dropped after two events: the engine lets go within a decode step.
+    let body = json!({"model": "llama", "prompt": "the cat", "stream": true, "max_tokens": 1000, "ignore_eos": true});
+    let resp = s
+        .app
+        .clone()
+        .oneshot(
+            Request::post("/v1/completions")
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))?,
+        )
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut b = resp.into_body();
+    read_events(&mut b, 2).await?;
+    drop(b);
+    let t = Instant::now();
+    while s.state.load_counts().1 != 0 && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(s.state.load_counts(), (0, 0), "the slot was not freed");
+    let (_, m) = call(&s.app, "GET", "/metrics", Body::empty(), None).await?;
+    assert!(
+        m.as_str()
+            .is_some_and(|m| m.contains("duet_cancelled_sequences_total 1")),
+        "{m}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_429_with_retry_after() -> Result<()> {
+    let s = server(
+        vec![],
+        EngineConfig {
+            max_batch: 1,
+            queue: 1,
+        },
+    )?;
+    // Occupy the one slot and the one queue place with long streams.
+    let long = chat(
+        "the cat",
+        json!({"stream": true, "max_tokens": 30, "temperature": 1.0}),
+    );
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let r = s
+            .app
+            .clone()
+            .oneshot(
+                Request::post("/v1/chat/completions")
+                    .header("content-type", "application/json")
+                    .body(Body::from(long.to_string()))?,
+            )
+            .await?;
+        assert_eq!(r.status(), StatusCode::OK);
+        held.push(r);
+        // Wait for the engine to take the first into its slot.
+        let t = Instant::now();
+        while s.state.load_counts().1 == 0 && t.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let mut saw_429 = false;
+    for _ in 0..20 {
+        let r = s
+            .app
+            .clone()
+            .oneshot(
+                Request::post("/v1/chat/completions")
+                    .header("content-type", "application/json")
+                    .body(Body::from(chat("the cat", json!({})).to_string()))?,
+            )
+            .await?;
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(r.headers().contains_key("retry-after"));
+            saw_429 = true;
+            break;
+        }
+    }
+    assert!(saw_429, "no 429 with a queue of one");
+    drop(held);
+    Ok(())
+}
