@@ -635,3 +635,128 @@ fn classify_split_train_eval_predict_and_cross_validate_with_tfidf() -> Result<(
     assert!(text(&out.stderr).contains("topic"), "{}", text(&out.stderr));
     Ok(())
 }
+
+/// The Python interpreter with the `openai` client: `DUET_TEST_PYTHON`, or a virtual
+/// environment made once under the target directory from `tests/requirements.txt`.
+fn python_with_openai() -> Result<std::path::PathBuf> {
+    if let Ok(p) = std::env::var("DUET_TEST_PYTHON") {
+        return Ok(p.into());
+    }
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-python");
+    let py = venv.join("bin/python");
+    let has = |py: &Path| {
+        Command::new(py)
+            .args(["-c", "import openai"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !has(&py) {
+        let reqs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/requirements.txt");
+        let out = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "python3 -m venv: {}",
+            text(&out.stderr)
+        );
+        let out = Command::new(&py)
+            .args(["-m", "pip", "install", "--quiet", "-r"])
+            .arg(&reqs)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "installing the openai client ({}): {}",
+            reqs.display(),
+            text(&out.stderr)
+        );
+    }
+    Ok(py)
+}
+
+/// Kills the server when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_official_openai_client_works_against_duet_serve() -> Result<()> {
+    use std::io::BufRead;
+    let python = python_with_openai()?;
+    let tmp = tempfile::tempdir()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let llama = tmp.path().join("llama");
+    std::fs::create_dir_all(&llama)?;
+    for f in ["config.json", "model.safetensors", "generation_config.json"] {
+        std::fs::copy(
+            root.join("testdata/model/tiny-llama").join(f),
+            llama.join(f),
+        )?;
+    }
+    let cfg = std::fs::read_to_string(llama.join("config.json"))?.replace(
+        "\"max_position_embeddings\": 64",
+        "\"max_position_embeddings\": 256",
+    );
+    std::fs::write(llama.join("config.json"), cfg)?;
+    small_tokenizer(&llama, duet_tokenizer::Kind::Bpe)?;
+    let bert = tmp.path().join("bert");
+    std::fs::create_dir_all(&bert)?;
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(
+            root.join("testdata/model/tiny-bert-mlm").join(f),
+            bert.join(f),
+        )?;
+    }
+    small_tokenizer(&bert, duet_tokenizer::Kind::Wordpiece)?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
+        .args([
+            "serve",
+            "--model",
+            "tiny=llama",
+            "--model",
+            "emb=bert",
+            "--port",
+            "0",
+            "--api-key",
+            "test-key",
+        ])
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take();
+    let server = Killed(child);
+    let mut line = String::new();
+    if let Some(out) = stdout {
+        std::io::BufReader::new(out).read_line(&mut line)?;
+    }
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .ok_or_else(|| anyhow::anyhow!("no URL in the startup line {line:?}"))?
+        .to_owned();
+    assert!(
+        line.contains("tiny (generator)") && line.contains("emb (embeddings)"),
+        "{line}"
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .args([url.as_str(), "test-key", "tiny", "emb"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("all checks passed"));
+    drop(server);
+    Ok(())
+}
