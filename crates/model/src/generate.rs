@@ -230,6 +230,9 @@ pub struct Generation {
     pub prompt_tokens: usize,
 }
 
+/// Changes logits (one position, the whole vocabulary) before a token is sampled.
+pub type LogitsHook<'a> = dyn FnMut(&mut [f32]) -> Result<()> + 'a;
+
 /// One sequence being generated: its cache, sampler, text and stop handling.
 #[derive(Debug)]
 pub struct Sequence {
@@ -256,6 +259,18 @@ impl Sequence {
         prompt: &[u32],
         params: &SamplingParams,
     ) -> Result<(Self, Option<String>)> {
+        Self::start_with(model, tok, prompt, params, None)
+    }
+
+    /// [`Sequence::start`] with a hook that may change the logits before the first token is
+    /// sampled (e.g. mask tokens a grammar forbids).
+    pub fn start_with(
+        model: &Gpt,
+        tok: &Tokenizer,
+        prompt: &[u32],
+        params: &SamplingParams,
+        adjust: Option<&mut LogitsHook<'_>>,
+    ) -> Result<(Self, Option<String>)> {
         if prompt.is_empty() {
             return Err(Error::Invalid("the prompt is empty".into()));
         }
@@ -274,7 +289,7 @@ impl Sequence {
             logits: Vec::new(),
             finish: None,
         };
-        let delta = seq.accept(model, tok, &logits)?;
+        let delta = seq.accept_with(model, tok, &logits, adjust)?;
         Ok((seq, delta))
     }
 
@@ -300,8 +315,27 @@ impl Sequence {
         tok: &Tokenizer,
         logits: &Tensor,
     ) -> Result<Option<String>> {
+        self.accept_with(model, tok, logits, None)
+    }
+
+    /// [`Sequence::accept`] with a hook that may change the logits before sampling; the raw
+    /// logits are kept for [`Sequence::last_logits`].
+    pub fn accept_with(
+        &mut self,
+        model: &Gpt,
+        tok: &Tokenizer,
+        logits: &Tensor,
+        adjust: Option<&mut LogitsHook<'_>>,
+    ) -> Result<Option<String>> {
         let l: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
-        let t = self.sampler.sample(&l);
+        let t = match adjust {
+            Some(f) => {
+                let mut hooked = l.clone();
+                f(&mut hooked)?;
+                self.sampler.sample(&hooked)
+            }
+            None => self.sampler.sample(&l),
+        };
         self.logits = l;
         if self.params.stop_token_ids.contains(&t) {
             self.finish = Some(FinishReason::Stop);
@@ -359,6 +393,12 @@ impl Sequence {
         } else {
             None
         }
+    }
+
+    /// Ends the sequence now (e.g. a grammar is complete); returns the text not yet emitted.
+    pub fn finish_now(&mut self, reason: FinishReason) -> Option<String> {
+        self.finish.get_or_insert(reason);
+        self.flush()
     }
 
     /// Ends the sequence at the caller's request.

@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokenizers::Tokenizer;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::grammar;
 use crate::metrics::Metrics;
 
 /// Limits of one engine.
@@ -26,6 +27,9 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// Requests waiting for a slot at most; more are refused (HTTP 429).
     pub queue: usize,
+    /// Prompt tokens prefilled between two decode steps at most (at least one prompt), so
+    /// that a wave of new requests delays running streams by a bounded amount.
+    pub prefill_budget: usize,
 }
 
 impl Default for EngineConfig {
@@ -33,6 +37,7 @@ impl Default for EngineConfig {
         Self {
             max_batch: 64,
             queue: 256,
+            prefill_budget: 128,
         }
     }
 }
@@ -85,7 +90,6 @@ pub enum Event {
 }
 
 /// A generation request, ready for the engine: tokens in, events out.
-#[derive(Debug)]
 pub struct Job {
     /// The prompt's tokens (checked against the context by the caller).
     pub prompt: Vec<u32>,
@@ -97,6 +101,8 @@ pub struct Job {
     pub deadline: Option<Instant>,
     /// Where events go; when the receiver is dropped, the job is cancelled.
     pub events: UnboundedSender<Event>,
+    /// A grammar the output must follow (structured output).
+    pub grammar: Option<llguidance::Matcher>,
 }
 
 /// Why a job was not queued.
@@ -152,6 +158,7 @@ impl Engine {
             model,
             tokenizer,
             max_batch: config.max_batch.max(1),
+            prefill_budget: config.prefill_budget,
             rx,
             queued: queued.clone(),
             active: active.clone(),
@@ -195,6 +202,7 @@ struct Worker {
     model: Gpt,
     tokenizer: Arc<Tokenizer>,
     max_batch: usize,
+    prefill_budget: usize,
     rx: Receiver<Job>,
     queued: Arc<AtomicUsize>,
     active: Arc<AtomicUsize>,
@@ -206,18 +214,25 @@ impl Worker {
         let mut slots: Vec<Slot> = Vec::new();
         let mut open = true;
         loop {
+            let mut budget = self.prefill_budget;
             if slots.is_empty() {
                 if !open {
                     break;
                 }
                 match self.rx.recv() {
-                    Ok(job) => self.admit(job, &mut slots),
+                    Ok(job) => {
+                        budget = budget.saturating_sub(job.prompt.len());
+                        self.admit(job, &mut slots);
+                    }
                     Err(_) => break,
                 }
             }
-            while open && slots.len() < self.max_batch {
+            while open && slots.len() < self.max_batch && (budget > 0 || slots.is_empty()) {
                 match self.rx.try_recv() {
-                    Ok(job) => self.admit(job, &mut slots),
+                    Ok(job) => {
+                        budget = budget.saturating_sub(job.prompt.len());
+                        self.admit(job, &mut slots);
+                    }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => open = false,
                 }
@@ -273,8 +288,24 @@ impl Worker {
             return;
         }
         let started = Instant::now();
+        let mut job = job;
         let prefill = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            Sequence::start(&self.model, &self.tokenizer, &job.prompt, &job.params)
+            let Job {
+                prompt,
+                params,
+                grammar,
+                ..
+            } = &mut job;
+            match grammar {
+                Some(m) => Sequence::start_with(
+                    &self.model,
+                    &self.tokenizer,
+                    prompt,
+                    params,
+                    Some(&mut |l: &mut [f32]| grammar::mask(m, l)),
+                ),
+                None => Sequence::start(&self.model, &self.tokenizer, prompt, params),
+            }
         }));
         match prefill {
             Ok(Ok((seq, text))) => {
@@ -285,7 +316,7 @@ impl Worker {
                     last_event: Instant::now(),
                     generated: 0,
                 };
-                if self.emit(&mut slot, text) {
+                if self.emit_checked(&mut slot, text) {
                     slots.push(slot);
                 }
             }
@@ -299,6 +330,29 @@ impl Worker {
                     .send(Event::Failed("internal error in the engine".into()));
             }
         }
+    }
+
+    /// Feeds a new token to the slot's grammar (ending the sequence when the output is
+    /// complete), then [`Worker::emit`]s.
+    fn emit_checked(&self, slot: &mut Slot, text: Option<String>) -> bool {
+        let mut text = text;
+        if let (Some(m), Some(t)) = (slot.job.grammar.as_mut(), slot.seq.last_token())
+            && slot.seq.generated() > slot.generated
+        {
+            match grammar::advance(m, t) {
+                Ok(Some(reason)) if slot.seq.finish.is_none() => {
+                    if let Some(rest) = slot.seq.finish_now(reason) {
+                        text.get_or_insert_with(String::new).push_str(&rest);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = slot.job.events.send(Event::Failed(e));
+                    return false;
+                }
+            }
+        }
+        self.emit(slot, text)
     }
 
     /// Sends the text (and log-probabilities) of a step, and `Done` when the sequence ended.
@@ -365,10 +419,18 @@ impl Worker {
             let accepted = logits
                 .get(row)
                 .map_err(duet_model::Error::from)
-                .and_then(|l| slot.seq.accept(&self.model, &self.tokenizer, &l));
+                .and_then(|l| match &mut slot.job.grammar {
+                    Some(m) => slot.seq.accept_with(
+                        &self.model,
+                        &self.tokenizer,
+                        &l,
+                        Some(&mut |l: &mut [f32]| grammar::mask(m, l)),
+                    ),
+                    None => slot.seq.accept(&self.model, &self.tokenizer, &l),
+                });
             match accepted {
                 Ok(text) => {
-                    if self.emit(&mut slot, text) {
+                    if self.emit_checked(&mut slot, text) {
                         keep.push(slot);
                     }
                 }

@@ -12,6 +12,7 @@ pub mod api;
 pub mod auth;
 pub mod engine;
 pub mod error;
+pub mod grammar;
 pub mod metrics;
 pub mod server;
 pub mod template;

@@ -39,6 +39,7 @@ use crate::api::{
 use crate::auth::{Keys, Refusal};
 use crate::engine::{Engine, EngineConfig, Event, Job, SubmitError, TokenLogprob};
 use crate::error::{ApiError, Error, Result};
+use crate::grammar::Grammars;
 use crate::metrics::{Metrics, ModelLabel, RouteLabels};
 use crate::template::{BUILTIN_STOPS, ChatTemplate};
 
@@ -71,6 +72,8 @@ pub struct Generator {
     context: usize,
     vocab: usize,
     stop_ids: Vec<u32>,
+    /// Structured output, or why this model cannot do it.
+    grammars: std::result::Result<Grammars, String>,
 }
 
 /// A model the server holds.
@@ -159,6 +162,13 @@ pub fn load(cfg: &ServeConfig) -> Result<Arc<AppState>> {
                     stop_ids.dedup();
                     let context = model.config().max_position_embeddings;
                     let vocab = model.config().vocab_size;
+                    let grammars = match stop_ids.first() {
+                        Some(&eos) => Grammars::new(tokenizer.clone(), vocab, eos),
+                        None => Err("the model has no end-of-sequence token".to_owned()),
+                    };
+                    if let Err(why) = &grammars {
+                        tracing::warn!(model = %name, "no structured output: {why}");
+                    }
                     let engine = Engine::start(
                         name,
                         model,
@@ -177,6 +187,7 @@ pub fn load(cfg: &ServeConfig) -> Result<Arc<AppState>> {
                         context,
                         vocab,
                         stop_ids,
+                        grammars,
                     }))
                 }
                 ModelKind::Encoder { architecture } if architecture.contains("Classification") => {
@@ -526,8 +537,22 @@ fn submit(
     prompts: &[(Vec<u32>, SamplingParams)],
     n: usize,
     logprobs: Option<usize>,
+    format: Option<&ResponseFormat>,
 ) -> std::result::Result<Submitted, ApiError> {
     let deadline = s.timeout.map(|t| Instant::now() + t);
+    let grammar = || -> std::result::Result<Option<llguidance::Matcher>, ApiError> {
+        let Some(f) = format else { return Ok(None) };
+        let grammars = g.grammars.as_ref().map_err(|why| {
+            ApiError::invalid(
+                "response_format",
+                format!("this model cannot do structured output: {why}"),
+            )
+        })?;
+        grammars
+            .matcher(f)
+            .map(Some)
+            .map_err(|e| ApiError::invalid("response_format", e))
+    };
     let mut receivers = Vec::new();
     let mut prompt_tokens = 0;
     for (prompt, params) in prompts {
@@ -542,6 +567,7 @@ fn submit(
                 logprobs,
                 deadline,
                 events: tx,
+                grammar: grammar()?,
             };
             match g.engine.submit(job) {
                 Ok(()) => receivers.push(rx),
@@ -606,16 +632,6 @@ async fn collect(sub: Submitted) -> std::result::Result<(Vec<Choice>, Usage), Ap
     Ok((choices, usage))
 }
 
-fn refuse_format(f: &Option<ResponseFormat>) -> std::result::Result<(), ApiError> {
-    match f {
-        None => Ok(()),
-        Some(_) => Err(ApiError::invalid(
-            "response_format",
-            "`response_format` json_object and json_schema are not supported by this server yet (constrained decoding is not built); ask for text",
-        )),
-    }
-}
-
 async fn chat(
     State(s): State<Arc<AppState>>,
     Extension(key): Extension<KeyUse>,
@@ -624,7 +640,6 @@ async fn chat(
     let req: ChatRequest = parse(body)?;
     let g = s.generator(&req.model)?;
     let checked = req.sampling.check(&s.limits)?;
-    refuse_format(&checked.format)?;
     if req.messages.is_empty() {
         return Err(ApiError::invalid(
             "messages",
@@ -678,7 +693,15 @@ async fn chat(
             .stop
             .extend(BUILTIN_STOPS.iter().map(|s| (*s).to_owned()));
     }
-    let sub = submit(&s, &req.model, g, &[(prompt, params)], checked.n, top)?;
+    let sub = submit(
+        &s,
+        &req.model,
+        g,
+        &[(prompt, params)],
+        checked.n,
+        top,
+        checked.format.as_ref(),
+    )?;
     let id = s.id("chatcmpl");
     let created = now_secs();
     if checked.stream {
@@ -854,7 +877,6 @@ async fn completions(
         sampling.max_tokens = Some(16);
     }
     let checked = sampling.check(&s.limits)?;
-    refuse_format(&checked.format)?;
     let top = match req.logprobs {
         None => None,
         Some(k) if (0..=5).contains(&k) => Some(k as usize),
@@ -902,7 +924,7 @@ async fn completions(
         Vec::new()
     };
     let n = checked.n;
-    let sub = submit(&s, &req.model, g, &fitted, n, top)?;
+    let sub = submit(&s, &req.model, g, &fitted, n, top, checked.format.as_ref())?;
     let id = s.id("cmpl");
     let created = now_secs();
     if checked.stream {

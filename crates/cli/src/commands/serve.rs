@@ -34,6 +34,10 @@ pub struct ServeArgs {
     /// Requests waiting per generator before the server answers 429.
     #[arg(long, default_value_t = 256)]
     pub queue: usize,
+    /// Prompt tokens prefilled between two decode steps (bounds the stall a wave of new
+    /// requests causes running streams; at least one prompt is always admitted).
+    #[arg(long, default_value_t = 128)]
+    pub prefill_budget: usize,
     /// Largest `max_tokens` a request may ask for.
     #[arg(long, default_value_t = 4096)]
     pub max_tokens: usize,
@@ -74,6 +78,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         engine: EngineConfig {
             max_batch: a.max_batch,
             queue: a.queue,
+            prefill_budget: a.prefill_budget,
         },
         request_timeout: Duration::from_secs(a.timeout),
         api_keys: a.api_key.clone(),

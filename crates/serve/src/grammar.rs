@@ -1,0 +1,135 @@
+//! Structured output: `response_format` `json_object` and `json_schema` compiled by
+//! `llguidance` into a grammar over the tokenizer's vocabulary. Before each token is sampled,
+//! the tokens the grammar forbids are masked out, so the output always parses and validates.
+
+use std::sync::Arc;
+
+use duet_model::generate::FinishReason;
+use llguidance::api::TopLevelGrammar;
+use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
+use llguidance::{Matcher, ParserFactory};
+use tokenizers::Tokenizer;
+
+use crate::api::ResponseFormat;
+
+/// The tokenizer as `llguidance` sees it: every token's bytes in a trie.
+struct Env {
+    trie: TokTrie,
+    tokenizer: Arc<Tokenizer>,
+}
+
+impl TokenizerEnv for Env {
+    fn tok_trie(&self) -> &TokTrie {
+        &self.trie
+    }
+
+    fn tokenize_bytes(&self, s: &[u8]) -> Vec<TokenId> {
+        let text = String::from_utf8_lossy(s);
+        self.tokenizer
+            .encode(text.as_ref(), false)
+            .map(|e| e.get_ids().to_vec())
+            .unwrap_or_else(|_| self.trie.greedy_tokenize(s))
+    }
+}
+
+/// Compiles response formats for one generator.
+pub struct Grammars {
+    factory: ParserFactory,
+}
+
+impl std::fmt::Debug for Grammars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Grammars")
+    }
+}
+
+impl Grammars {
+    /// Builds the token trie of `tokenizer` for a model with `vocab` logits; `eos` is the
+    /// token that ends a complete output.
+    pub fn new(tokenizer: Arc<Tokenizer>, vocab: usize, eos: u32) -> Result<Self, String> {
+        let json: serde_json::Value = tokenizer
+            .to_string(false)
+            .map_err(|e| e.to_string())
+            .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))?;
+        let mut words = llguidance::token_bytes_from_tokenizer_json(&json)
+            .map_err(|e| format!("reading the vocabulary: {e}"))?;
+        words.resize(vocab, Vec::new());
+        // Ids the tokenizer does not use (a model's vocabulary is often padded) must never be
+        // allowed: as special tokens with a name of their own, the grammar forbids them.
+        for (i, w) in words.iter_mut().enumerate() {
+            if w.is_empty() {
+                w.push(TokTrie::SPECIAL_TOKEN_MARKER);
+                w.extend_from_slice(format!("<[unused{i}]>").as_bytes());
+            }
+        }
+        let trie = TokTrie::from(&TokRxInfo::new(vocab as u32, eos), &words);
+        let env: TokEnv = Arc::new(Env { trie, tokenizer });
+        let mut factory = ParserFactory::new_simple(&env)
+            .map_err(|e| format!("building the grammar engine: {e}"))?;
+        factory.quiet();
+        Ok(Self { factory })
+    }
+
+    /// A matcher for one sequence; an unusable schema is an error for the client.
+    pub fn matcher(&self, format: &ResponseFormat) -> Result<Matcher, String> {
+        let schema = match format {
+            ResponseFormat::Text => return Err("a text format needs no grammar".into()),
+            ResponseFormat::JsonObject => serde_json::json!({"type": "object"}),
+            ResponseFormat::JsonSchema { json_schema } => match json_schema.get("schema") {
+                Some(s) => s.clone(),
+                None => {
+                    return Err("`response_format.json_schema.schema` is missing".into());
+                }
+            },
+        };
+        let mut schema = schema;
+        if let Some(o) = schema.as_object_mut() {
+            // Compact JSON, as hosted models write it, unless the schema says otherwise.
+            o.entry("x-guidance").or_insert_with(|| {
+                serde_json::json!({
+                    "whitespace_flexible": false,
+                    "item_separator": ", ",
+                    "key_separator": ": ",
+                })
+            });
+        }
+        let parser = self
+            .factory
+            .create_parser(TopLevelGrammar::from_json_schema(schema))
+            .map_err(|e| format!("the JSON schema cannot be used: {e}"))?;
+        let m = Matcher::new(Ok(parser));
+        match m.get_error() {
+            Some(e) => Err(format!("the JSON schema cannot be used: {e}")),
+            None => Ok(m),
+        }
+    }
+}
+
+/// Sets the logits of every token the grammar forbids to −∞.
+pub fn mask(m: &mut Matcher, logits: &mut [f32]) -> duet_model::Result<()> {
+    let allowed = m
+        .compute_mask()
+        .map_err(|e| duet_model::Error::Invalid(format!("structured output: {e}")))?;
+    let mut any = false;
+    for (i, l) in logits.iter_mut().enumerate() {
+        if allowed.is_allowed(i as u32) {
+            any = any || l.is_finite();
+        } else {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+    if any {
+        Ok(())
+    } else {
+        Err(duet_model::Error::Invalid(
+            "structured output: the grammar allows no token here".into(),
+        ))
+    }
+}
+
+/// Feeds the token just sampled to the grammar; `Some(Stop)` when the output is complete.
+pub fn advance(m: &mut Matcher, token: u32) -> Result<Option<FinishReason>, String> {
+    m.consume_token(token)
+        .map_err(|e| format!("structured output: {e}"))?;
+    Ok(m.is_stopped().then_some(FinishReason::Stop))
+}
