@@ -4,11 +4,20 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Reads `file` (if any), applies the overrides in order, and deserialises the result.
-pub fn load<T: DeserializeOwned>(file: Option<&Path>, overrides: &[String]) -> Result<T> {
-    let mut table = match file {
+/// Starts from the type's defaults, merges `file` (if any) over them, applies the overrides in
+/// order, and deserialises the result. Starting from the whole default value keeps a section's
+/// own defaults (e.g. the fine-tuning recipe of `[train]` in a classify config) when a file or
+/// an override sets only some of its keys.
+pub fn load<T: DeserializeOwned + Serialize + Default>(
+    file: Option<&Path>,
+    overrides: &[String],
+) -> Result<T> {
+    let mut table =
+        toml::Table::try_from(T::default()).context("writing the default configuration")?;
+    let from_file = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -17,6 +26,7 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>, overrides: &[String]) -> R
         }
         None => toml::Table::new(),
     };
+    merge(&mut table, from_file);
     for o in overrides {
         set(&mut table, o)?;
     }
@@ -27,6 +37,18 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>, overrides: &[String]) -> R
     toml::Value::Table(table)
         .try_into()
         .with_context(|| format!("invalid configuration in {what}"))
+}
+
+/// Merges `over` into `base`: tables key by key, anything else replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
 }
 
 /// Applies one `a.b.c=value` override; the value is parsed as TOML, or taken as a string.
