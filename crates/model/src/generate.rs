@@ -276,7 +276,7 @@ impl Sequence {
         }
         let mut cache = model.new_cache();
         let ids = Tensor::new(prompt, model.device())?.unsqueeze(0)?;
-        let logits = Gpt::last_logits(&model.forward(&ids, Some(&mut cache), None)?)?.squeeze(0)?;
+        let logits = model.forward_last(&ids, Some(&mut cache))?.squeeze(0)?;
         let mut seq = Self {
             cache,
             sampler: Sampler::new(params, prompt),

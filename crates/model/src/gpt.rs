@@ -747,6 +747,25 @@ impl Gpt {
     pub fn forward(
         &self,
         ids: &Tensor,
+        cache: Option<&mut Cache>,
+        drop: Option<&Dropout>,
+    ) -> Result<Tensor> {
+        let x = self.hidden(ids, cache, drop)?;
+        self.head(&x)
+    }
+
+    /// Logits `(B, vocab)` of the last position only (prefilling a prompt into `cache`): the
+    /// output layer runs on one position instead of all.
+    pub fn forward_last(&self, ids: &Tensor, cache: Option<&mut Cache>) -> Result<Tensor> {
+        let x = self.hidden(ids, cache, None)?;
+        let t = x.dim(1)?;
+        self.head(&x.narrow(1, t - 1, 1)?)?.squeeze(1)
+    }
+
+    /// The output of the last block `(B, T, C)`, before the final norm.
+    fn hidden(
+        &self,
+        ids: &Tensor,
         mut cache: Option<&mut Cache>,
         drop: Option<&Dropout>,
     ) -> Result<Tensor> {
@@ -776,7 +795,12 @@ impl Gpt {
         if let Some(c) = cache {
             c.seq_len += ids.dim(1)?;
         }
-        let x = self.ln_f.forward(&x)?;
+        Ok(x)
+    }
+
+    /// Final norm and output layer: logits `(B, T, vocab)`.
+    fn head(&self, x: &Tensor) -> Result<Tensor> {
+        let x = self.ln_f.forward(x)?;
         let (b, t, c) = x.dims3()?;
         x.reshape((b * t, c))?
             .matmul(&self.lm_head.t()?)?
