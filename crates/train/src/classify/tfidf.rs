@@ -31,6 +31,8 @@ pub struct TfidfConfig {
     pub c: f64,
     /// L-BFGS iterations at most.
     pub max_iter: usize,
+    /// Stop when no gradient entry of the mean loss exceeds this (scikit-learn's `tol`).
+    pub tol: f64,
     /// Weigh classes by inverse frequency (`balanced`).
     pub balanced: bool,
 }
@@ -44,6 +46,7 @@ impl Default for TfidfConfig {
             sublinear_tf: true,
             c: 10.0,
             max_iter: 300,
+            tol: 1e-4,
             balanced: false,
         }
     }
@@ -195,6 +198,7 @@ impl TfidfClassifier {
             model.terms.len(),
             config.c,
             config.max_iter,
+            config.tol,
         );
         model.weights = w;
         model.bias = b;
@@ -335,9 +339,15 @@ fn objective(
 ) -> (f64, Vec<f64>) {
     let wf: Vec<f32> = theta[..k * f].iter().map(|&v| v as f32).collect();
     let bf: Vec<f32> = theta[k * f..].iter().map(|&v| v as f32).collect();
+    // One dense gradient accumulator per thread, not per rayon task: each is k·f long.
+    let min_len = rows
+        .len()
+        .div_ceil(rayon::current_num_threads().max(1))
+        .max(1);
     let (loss, mut grad) = rows
         .par_iter()
         .zip(y.par_iter().zip(sw.par_iter()))
+        .with_min_len(min_len)
         .fold(
             || (0f64, vec![0f64; k * f + k]),
             |(mut loss, mut g), (row, (&yi, &wi))| {
@@ -374,7 +384,8 @@ fn objective(
     (total, grad)
 }
 
-/// Minimises the objective with L-BFGS (memory 10, backtracking line search); returns weights
+/// Minimises the objective with L-BFGS (memory 10, backtracking line search) until the
+/// largest gradient entry is within `tol` (scaled as scikit-learn scales it); returns weights
 /// and intercepts.
 fn fit_softmax(
     rows: &[SparseRow],
@@ -384,8 +395,12 @@ fn fit_softmax(
     f: usize,
     c: f64,
     max_iter: usize,
+    tol: f64,
 ) -> (Vec<f32>, Vec<f32>) {
     let dim = k * f + k;
+    // The objective is C·Σ loss + ½‖w‖²; scikit-learn's tolerance applies to the gradient of
+    // the mean loss + ‖w‖²/(2·C·n), which is this one's divided by C·n.
+    let gtol = tol * c * sw.iter().sum::<f64>();
     let mut x = vec![0f64; dim];
     let (mut fx, mut g) = objective(&x, rows, y, sw, k, f, c);
     let mut s_hist: Vec<Vec<f64>> = Vec::new();
@@ -449,7 +464,8 @@ fn fit_softmax(
         x = xn;
         fx = fn_;
         g = gn;
-        if dot(&g, &g).sqrt() < 1e-5 * g0 || improvement < 1e-9 {
+        let gmax = g.iter().fold(0f64, |m, v| m.max(v.abs()));
+        if gmax <= gtol || dot(&g, &g).sqrt() < 1e-5 * g0 || improvement < 1e-9 {
             break;
         }
     }
