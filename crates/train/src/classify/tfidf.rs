@@ -190,16 +190,7 @@ impl TfidfClassifier {
                 }
             })
             .collect();
-        let (w, b) = fit_softmax(
-            &rows,
-            y,
-            &weights,
-            k,
-            model.terms.len(),
-            config.c,
-            config.max_iter,
-            config.tol,
-        );
+        let (w, b) = fit_softmax(&rows, y, &weights, k, model.terms.len(), config);
         model.weights = w;
         model.bias = b;
         Ok(model)
@@ -393,10 +384,9 @@ fn fit_softmax(
     sw: &[f64],
     k: usize,
     f: usize,
-    c: f64,
-    max_iter: usize,
-    tol: f64,
+    config: &TfidfConfig,
 ) -> (Vec<f32>, Vec<f32>) {
+    let (c, max_iter, tol) = (config.c, config.max_iter, config.tol);
     let dim = k * f + k;
     // The objective is C·Σ loss + ½‖w‖²; scikit-learn's tolerance applies to the gradient of
     // the mean loss + ‖w‖²/(2·C·n), which is this one's divided by C·n.
