@@ -18,4 +18,4 @@ pub mod server;
 pub mod template;
 
 pub use error::{ApiError, Error, Result};
-pub use server::{AppState, ServeConfig, load, router};
+pub use server::{AppState, ServeConfig, load, router, serve};

@@ -589,3 +589,52 @@ async fn a_full_queue_answers_429_with_retry_after() -> Result<()> {
     drop(held);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_running_stream_finish() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = server(vec![], EngineConfig::default())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(duet_serve::serve(listener, s.state.clone(), async {
+        let _ = stopped.await;
+    }));
+    let body = json!({"model": "llama", "prompt": "the cat", "stream": true, "max_tokens": 1000, "ignore_eos": true}).to_string();
+    let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    conn.write_all(
+        format!(
+            "POST /v1/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await?;
+    // Shut down as soon as the stream has started.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("data: {") {
+        let n = conn.read(&mut buf).await?;
+        anyhow::ensure!(
+            n > 0,
+            "closed before streaming: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let _ = stop.send(());
+    conn.read_to_end(&mut seen).await?;
+    let text = String::from_utf8_lossy(&seen);
+    assert!(
+        text.contains("data: [DONE]"),
+        "the stream was cut: {}",
+        &text[text.len().saturating_sub(300)..]
+    );
+    assert!(text.contains("\"finish_reason\":\"length\""));
+    tokio::time::timeout(Duration::from_secs(10), served).await???;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+    Ok(())
+}

@@ -112,9 +112,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
             "duet serve: http://{local}/v1 — models: {} — {auth}",
             names.join(", ")
         );
-        let app = duet_serve::router(state);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown())
+        duet_serve::serve(listener, state, shutdown())
             .await
             .context("serving")?;
         eprintln!("duet serve: stopped");
