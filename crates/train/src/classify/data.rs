@@ -271,11 +271,9 @@ pub fn stratified_holdout(examples: &[Example], share: f64, seed: u64) -> Vec<us
     out
 }
 
-/// A seeded, stratified test split that keeps exact duplicates together: texts equal after
-/// lower-casing and collapsing whitespace form one group, and a group goes wholly to one side,
-/// so no test text also occurs in training. Returns the test indices and the number of
-/// examples that had a duplicate.
-pub fn grouped_test_split(examples: &[Example], share: f64, seed: u64) -> (Vec<usize>, usize) {
+/// Indices of exact duplicates (case and whitespace ignored), one group per distinct text, in
+/// order of first occurrence.
+pub fn duplicate_groups(examples: &[Example]) -> Vec<Vec<usize>> {
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, e) in examples.iter().enumerate() {
         let key = e
@@ -287,8 +285,17 @@ pub fn grouped_test_split(examples: &[Example], share: f64, seed: u64) -> (Vec<u
         groups.entry(key).or_default().push(i);
     }
     let mut members: Vec<Vec<usize>> = groups.into_values().collect();
-    // First-occurrence order, so the split does not depend on the texts' sort order.
+    // First-occurrence order, so splits do not depend on the texts' sort order.
     members.sort_by_key(|g| g[0]);
+    members
+}
+
+/// A seeded, stratified test split that keeps exact duplicates together: texts equal after
+/// lower-casing and collapsing whitespace form one group, and a group goes wholly to one side,
+/// so no test text also occurs in training. Returns the test indices and the number of
+/// examples that had a duplicate.
+pub fn grouped_test_split(examples: &[Example], share: f64, seed: u64) -> (Vec<usize>, usize) {
+    let members = duplicate_groups(examples);
     let duplicated = members.iter().filter(|g| g.len() > 1).map(Vec::len).sum();
     let heads: Vec<Example> = members.iter().map(|g| examples[g[0]].clone()).collect();
     let mut test: Vec<usize> = stratified_holdout(&heads, share, seed)
@@ -338,6 +345,18 @@ mod tests {
         let e = load(&dir.path().join("news"), &Fields::default()).unwrap();
         assert_eq!(e[0].text, "café “quoted”");
         assert_eq!(e[0].label, "tech");
+    }
+
+    #[test]
+    fn duplicate_groups_ignore_case_and_spacing() {
+        let ex = |t: &str| Example {
+            id: t.into(),
+            text: t.into(),
+            label: "a".into(),
+            fields: Default::default(),
+        };
+        let g = duplicate_groups(&[ex("Hi  there"), ex("other"), ex("hi there"), ex("x")]);
+        assert_eq!(g, vec![vec![0, 2], vec![1], vec![3]]);
     }
 
     #[test]

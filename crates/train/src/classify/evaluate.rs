@@ -210,7 +210,8 @@ pub struct CrossValidation {
     pub data: DataSummary,
 }
 
-/// Stratified k-fold cross-validation of the recipe `cfg` on `examples`: trains `k` models
+/// Stratified k-fold cross-validation of the recipe `cfg` on `examples` (exact duplicates kept
+/// in one fold): trains `k` models
 /// (each under `out/fold-<i>/run`, validating on a stratified share of its training part for
 /// early stopping), evaluates each on its held-out fold, and summarises. A stop request ends it
 /// early with an error naming the fold.
@@ -224,11 +225,22 @@ pub fn cross_validate(
     bar: &ProgressBar,
 ) -> Result<CrossValidation> {
     let labels = data::label_set(examples);
-    let y: Vec<usize> = examples
+    // Folds over groups of exact duplicates, so that no text is both trained on and tested.
+    let groups = data::duplicate_groups(examples);
+    let y: Vec<usize> = groups
         .iter()
-        .map(|e| labels.iter().position(|l| *l == e.label).unwrap_or(0))
+        .map(|g| {
+            let label = &examples[g[0]].label;
+            labels.iter().position(|l| l == label).unwrap_or(0)
+        })
         .collect();
-    let fold_of = folds::stratified_folds(&y, k, cfg.train.seed)?;
+    let group_fold = folds::stratified_folds(&y, k, cfg.train.seed)?;
+    let mut fold_of = vec![0; examples.len()];
+    for (g, &f) in groups.iter().zip(&group_fold) {
+        for &i in g {
+            fold_of[i] = f;
+        }
+    }
     let mut per_fold = Vec::new();
     for f in 0..k {
         let (mut test, mut rest) = (Vec::new(), Vec::new());
