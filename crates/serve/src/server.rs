@@ -859,8 +859,10 @@ fn stream_chat(
 }
 
 /// Legacy completions `logprobs` of one choice.
-fn completion_logprobs(lps: &[TokenLogprob]) -> Value {
-    let mut offset = 0;
+/// `start`: where the first token's text begins in the choice's text (after an echoed prompt
+/// and earlier chunks).
+fn completion_logprobs(lps: &[TokenLogprob], start: usize) -> Value {
+    let mut offset = start;
     let mut offsets = Vec::new();
     for l in lps {
         offsets.push(offset);
@@ -960,10 +962,11 @@ async fn completions(
         .enumerate()
         .map(|(i, c)| {
             let prefix = echo.get(i / n).cloned().unwrap_or_default();
+            let start = prefix.len();
             json!({
                 "index": i,
                 "text": prefix + &c.text,
-                "logprobs": top.map(|_| completion_logprobs(&c.logprobs)),
+                "logprobs": top.map(|_| completion_logprobs(&c.logprobs, start)),
                 "finish_reason": c.finish.map(finish_name),
             })
         })
@@ -1021,6 +1024,10 @@ fn stream_completion(
             prompt_tokens,
             ..Usage::default()
         };
+        // Where each choice's next text begins (after its echoed prompt).
+        let mut offsets: Vec<usize> = (0..sub.receivers.len())
+            .map(|i| echo.get(i / n).map_or(0, String::len))
+            .collect();
         let mut events = merged(sub.receivers);
         while let Some((i, ev)) = events.next().await {
             let v = match ev {
@@ -1029,10 +1036,11 @@ fn stream_completion(
                     logprobs: lps,
                 } => {
                     let lp = if logprobs {
-                        completion_logprobs(&lps)
+                        completion_logprobs(&lps, offsets[i])
                     } else {
                         Value::Null
                     };
+                    offsets[i] += lps.iter().map(|l| l.token.len()).sum::<usize>();
                     chunk(i, &text, lp, Value::Null)
                 }
                 Event::Done {

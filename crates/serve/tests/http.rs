@@ -202,6 +202,14 @@ async fn models_chat_completions_embeddings_and_classify() -> Result<()> {
             .map(Vec::len),
         Some(3)
     );
+    // Offsets count from the start of the text, echoed prompt included.
+    let prompt_len = "the cat".len() as u64;
+    assert!(
+        v["choices"][0]["logprobs"]["text_offset"][0]
+            .as_u64()
+            .is_some_and(|o| o >= prompt_len),
+        "{v}"
+    );
 
     let (st, v) = post(
         &s.app,
