@@ -6,6 +6,8 @@ Every check asserts; the script exits non-zero on the first failure.
 
 import json
 import sys
+import urllib.error
+import urllib.request
 
 import jsonschema
 import openai
@@ -125,4 +127,12 @@ try:
     raise AssertionError("a wrong key was accepted")
 except openai.AuthenticationError as err:
     assert err.status_code == 401
+# A request with no key at all (the client always sends one, so plain urllib).
+req = urllib.request.Request(base_url + "/models")
+try:
+    urllib.request.urlopen(req, timeout=30)
+    raise AssertionError("a request without a key was accepted")
+except urllib.error.HTTPError as err:
+    assert err.code == 401, err.code
+    assert json.loads(err.read())["error"]["code"] == "invalid_api_key"
 print("openai client: all checks passed")
