@@ -409,6 +409,7 @@ impl Worker {
                 slots.iter_mut().map(|s| &mut s.seq.cache).collect();
             self.model.decode_step(&tokens, &mut caches)
         }));
+        self.metrics.decode_steps.inc();
         let logits = match result {
             Ok(Ok(l)) => l,
             Ok(Err(e)) => return self.fail_all(slots, &e.to_string()),

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub cancelled: Counter,
     /// Requests that ran past the time limit.
     pub timeouts: Counter,
+    /// Batched decode steps run.
+    pub decode_steps: Counter,
 }
 
 impl Default for Metrics {
@@ -76,6 +78,7 @@ impl Metrics {
         let active = Family::<ModelLabel, Gauge>::default();
         let cancelled = Counter::default();
         let timeouts = Counter::default();
+        let decode_steps = Counter::default();
         registry.register(
             "requests",
             "HTTP requests by route and status",
@@ -117,6 +120,11 @@ impl Metrics {
             "Requests past the server's time limit",
             timeouts.clone(),
         );
+        registry.register(
+            "decode_steps",
+            "Batched decode steps run",
+            decode_steps.clone(),
+        );
         Self {
             registry,
             requests,
@@ -128,6 +136,7 @@ impl Metrics {
             active,
             cancelled,
             timeouts,
+            decode_steps,
         }
     }
 

@@ -769,6 +769,18 @@ fn merged(
     }))
 }
 
+/// The next engine event, or `None` as soon as the client has gone away: returning drops the
+/// receivers, so the engine frees the sequence before its next decode step.
+async fn next_event<T>(
+    events: &mut (impl futures_util::Stream<Item = (usize, Event)> + Unpin),
+    client: &mpsc::Sender<T>,
+) -> Option<(usize, Event)> {
+    tokio::select! {
+        ev = events.next() => ev,
+        () = client.closed() => None,
+    }
+}
+
 /// Streams a chat completion as server-sent events. A forwarding task turns engine events
 /// into chunks; when the client goes away the channel closes, the task ends and the engine
 /// sees its receivers dropped.
@@ -810,7 +822,7 @@ fn stream_chat(
         };
         let mut started = vec![false; n];
         let mut events = merged(sub.receivers);
-        while let Some((i, ev)) = events.next().await {
+        while let Some((i, ev)) = next_event(&mut events, &tx).await {
             let v = match ev {
                 Event::Delta { text, logprobs } => {
                     let text = if started[i] {
@@ -1029,7 +1041,7 @@ fn stream_completion(
             .map(|i| echo.get(i / n).map_or(0, String::len))
             .collect();
         let mut events = merged(sub.receivers);
-        while let Some((i, ev)) = events.next().await {
+        while let Some((i, ev)) = next_event(&mut events, &tx).await {
             let v = match ev {
                 Event::Delta {
                     text,

@@ -449,6 +449,17 @@ async fn api_keys_guard_v1_routes() -> Result<()> {
     Ok(())
 }
 
+/// The engine's decode steps so far, from `/metrics`.
+async fn decode_steps(app: &axum::Router) -> Result<u64> {
+    let (_, m) = call(app, "GET", "/metrics", Body::empty(), None).await?;
+    m.as_str()
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("duet_decode_steps_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow!("no duet_decode_steps_total in /metrics"))
+}
+
 /// Reads SSE frames until `n` `data:` lines have come.
 async fn read_events(body: &mut Body, n: usize) -> Result<Vec<String>> {
     let mut out = Vec::new();
@@ -527,12 +538,16 @@ async fn streams_with_usage_and_a_client_that_leaves_frees_its_slot() -> Result<
     assert_eq!(resp.status(), StatusCode::OK);
     let mut b = resp.into_body();
     read_events(&mut b, 2).await?;
+    let steps_at_drop = decode_steps(&s.app).await?;
     drop(b);
     let t = Instant::now();
     while s.state.load_counts().1 != 0 && t.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     assert_eq!(s.state.load_counts(), (0, 0), "the slot was not freed");
+    // The step in flight when the client left, and none after it.
+    let after = decode_steps(&s.app).await? - steps_at_drop;
+    assert!(after <= 1, "{after} decode steps ran after the client left");
     let (_, m) = call(&s.app, "GET", "/metrics", Body::empty(), None).await?;
     assert!(
         m.as_str()
