@@ -221,6 +221,17 @@ pub fn load(cfg: &ServeConfig) -> Result<Arc<AppState>> {
     }))
 }
 
+/// 400: the model `name` exists but does not do what the route asks (`what`).
+fn wrong_kind(name: &str, served: &Served, what: &str) -> ApiError {
+    ApiError::invalid(
+        "model",
+        format!(
+            "`{name}` is a model of kind `{}`; it does not {what}",
+            served.kind()
+        ),
+    )
+}
+
 impl AppState {
     /// `(name, kind)` of each served model.
     pub fn model_list(&self) -> Vec<(String, &'static str)> {
@@ -250,13 +261,7 @@ impl AppState {
     fn generator(&self, name: &str) -> std::result::Result<&Generator, ApiError> {
         match self.model(name)? {
             Served::Generator(g) => Ok(g),
-            other => Err(ApiError::invalid(
-                "model",
-                format!(
-                    "`{name}` is a model of kind `{}`; it does not generate text",
-                    other.kind()
-                ),
-            )),
+            other => Err(wrong_kind(name, other, "generate text")),
         }
     }
 
@@ -1148,14 +1153,7 @@ async fn embeddings(
     let emb = match s.model(&req.model)? {
         Served::Embedder(e) => e.clone(),
         other => {
-            return Err(ApiError::invalid(
-                "model",
-                format!(
-                    "`{}` is a model of kind `{}`; it does not embed",
-                    req.model,
-                    other.kind()
-                ),
-            ));
+            return Err(wrong_kind(&req.model, other, "embed"));
         }
     };
     let base64 = match req.encoding_format.as_deref() {
@@ -1232,14 +1230,7 @@ async fn classify(
     let c = match s.model(&req.model)? {
         Served::Classifier(c) => c.clone(),
         other => {
-            return Err(ApiError::invalid(
-                "model",
-                format!(
-                    "`{}` is a model of kind `{}`; it does not classify",
-                    req.model,
-                    other.kind()
-                ),
-            ));
+            return Err(wrong_kind(&req.model, other, "classify"));
         }
     };
     let tok = match c.as_ref() {
