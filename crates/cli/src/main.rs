@@ -43,6 +43,11 @@ enum Command {
     /// Extract information from text with a trained model.
     #[command(subcommand)]
     Extract(commands::tokens::ExtractCommand),
+    /// Build, check and test dialog assistants (Rasa 3.x projects).
+    #[command(subcommand)]
+    Dialog(commands::dialog::DialogCommand),
+    /// Talk to a trained assistant in the terminal.
+    Chat(commands::dialog::ChatArgs),
     /// Serve models over an OpenAI-compatible HTTP API.
     Serve(commands::serve::ServeArgs),
 }
@@ -87,6 +92,8 @@ fn main() -> ExitCode {
         Command::Extract(c) => commands::tokens::extract(c),
         Command::Eval(EvalCommand::Tokens(a)) => commands::tokens::eval(a),
         Command::Serve(a) => commands::serve::run(a),
+        Command::Dialog(c) => commands::dialog::run(c),
+        Command::Chat(a) => commands::dialog::chat(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

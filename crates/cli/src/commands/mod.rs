@@ -3,6 +3,7 @@
 pub mod classify;
 pub mod config;
 pub mod corpus;
+pub mod dialog;
 pub mod model;
 pub mod serve;
 pub mod tokenizer;

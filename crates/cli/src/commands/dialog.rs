@@ -1,0 +1,239 @@
+//! `duet dialog train|validate|test` and `duet chat`.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use duet_dialog::assistant::{Assistant, default_model_dir};
+use duet_dialog::check;
+use duet_dialog::project::Project;
+
+/// Dialog commands.
+#[derive(Debug, Subcommand)]
+pub enum DialogCommand {
+    /// Validate the project, then train its NLU and policies into models/duet (or --out).
+    Train(DialogArgs),
+    /// Check the project: undefined or unused names, stories that contradict rules.
+    Validate(DialogArgs),
+    /// Run the project's test stories (tests/*.yml) against the trained assistant.
+    Test(DialogArgs),
+    /// Serve the trained assistant: Rasa's REST channel, tracker and parse routes.
+    Serve(DialogServeArgs),
+}
+
+/// Arguments of `duet dialog serve`.
+#[derive(Debug, Args)]
+pub struct DialogServeArgs {
+    /// The project and its trained assistant.
+    #[command(flatten)]
+    pub project: DialogArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0: any free port).
+    #[arg(long, default_value_t = 5005)]
+    pub port: u16,
+    /// The SQLite tracker store (default: PROJECT/models/trackers.db); `memory` keeps
+    /// conversations in memory only.
+    #[arg(long)]
+    pub tracker_store: Option<String>,
+}
+
+/// Arguments of the dialog commands.
+#[derive(Debug, Args)]
+pub struct DialogArgs {
+    /// The Rasa 3.x project folder (domain.yml, config.yml, data/, tests/).
+    #[arg(long, default_value = ".")]
+    pub project: PathBuf,
+    /// Where the trained assistant is written or read (default: PROJECT/models/duet).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn model_dir(a: &DialogArgs) -> PathBuf {
+    a.out
+        .clone()
+        .unwrap_or_else(|| default_model_dir(&a.project))
+}
+
+fn load(project: &Path) -> Result<Project> {
+    Project::load(project).with_context(|| format!("loading the project {}", project.display()))
+}
+
+/// Runs a dialog command.
+pub fn run(cmd: DialogCommand) -> Result<()> {
+    match cmd {
+        DialogCommand::Validate(a) => {
+            let p = load(&a.project)?;
+            let v = check::validate(&p);
+            for w in &v.warnings {
+                eprintln!("warning: {w}");
+            }
+            for e in &v.errors {
+                eprintln!("error: {e}");
+            }
+            if !v.errors.is_empty() {
+                bail!("{} error(s) in {}", v.errors.len(), a.project.display());
+            }
+            println!(
+                "{}: valid ({} warning(s))",
+                a.project.display(),
+                v.warnings.len()
+            );
+        }
+        DialogCommand::Train(a) => {
+            let p = load(&a.project)?;
+            let start = std::time::Instant::now();
+            let (assistant, v) = check::train_checked(&p)?;
+            for w in &v.warnings {
+                eprintln!("warning: {w}");
+            }
+            let dir = model_dir(&a);
+            assistant.save(&p, &dir)?;
+            println!(
+                "trained {} intents, {} stories, {} rules in {:.2} s -> {}",
+                assistant.nlu_intents(),
+                duet_dialog::assistant::expand_stories(&p).len(),
+                p.rules.len(),
+                start.elapsed().as_secs_f64(),
+                dir.display()
+            );
+        }
+        DialogCommand::Serve(a) => serve(a)?,
+        DialogCommand::Test(a) => {
+            let p = load(&a.project)?;
+            let assistant = Assistant::load(&p, &model_dir(&a))?;
+            let results = check::run_tests(&assistant, &p);
+            let dir = a.project.join("results");
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::write(dir.join("story_report.md"), check::report(&results))
+                .with_context(|| format!("writing {}", dir.join("story_report.md").display()))?;
+            std::fs::write(
+                dir.join("story_results.json"),
+                serde_json::to_string_pretty(&results)? + "\n",
+            )
+            .with_context(|| format!("writing {}", dir.join("story_results.json").display()))?;
+            for r in results.iter().filter(|r| !r.passed) {
+                eprintln!(
+                    "FAILED {} ({}): {}",
+                    r.story,
+                    r.at,
+                    r.failure.as_deref().unwrap_or("")
+                );
+            }
+            let passed = results.iter().filter(|r| r.passed).count();
+            let failed = results.len() - passed;
+            println!("report: {}", dir.join("story_report.md").display());
+            println!("stories: {passed} passed, {failed} failed");
+            if failed > 0 {
+                bail!(
+                    "{failed} test stor{} failed",
+                    if failed == 1 { "y" } else { "ies" }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Arguments of `duet chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// The Rasa 3.x project folder.
+    #[arg(long, default_value = ".")]
+    pub project: PathBuf,
+    /// The trained assistant (default: PROJECT/models/duet).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The conversation id.
+    #[arg(long, default_value = "terminal")]
+    pub sender: String,
+}
+
+/// Runs `duet chat`: talk to the assistant in the terminal (`/restart` starts over, `/quit` or
+/// end of input leaves).
+pub fn chat(a: ChatArgs) -> Result<()> {
+    let p = load(&a.project)?;
+    let dir = a
+        .model
+        .clone()
+        .unwrap_or_else(|| default_model_dir(&a.project));
+    let assistant = Assistant::load(&p, &dir)?;
+    let mut tracker = assistant.new_tracker(&a.sender);
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    write!(out, "you> ")?;
+    out.flush()?;
+    for line in stdin.lock().lines() {
+        let line = line.context("reading standard input")?;
+        let text = line.trim();
+        if text == "/quit" || text == "/exit" {
+            break;
+        }
+        if !text.is_empty() {
+            for m in assistant.handle(&mut tracker, text, Some("cmdline")) {
+                if let Some(t) = &m.text {
+                    writeln!(out, "bot> {t}")?;
+                }
+                if let Some(i) = &m.image {
+                    writeln!(out, "bot> [image] {i}")?;
+                }
+                for (k, b) in m.buttons.iter().enumerate() {
+                    writeln!(out, "     {}: {} ({})", k + 1, b.title, b.payload)?;
+                }
+            }
+        }
+        write!(out, "you> ")?;
+        out.flush()?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Runs `duet dialog serve`.
+fn serve(a: DialogServeArgs) -> Result<()> {
+    use duet_dialog::store::{MemoryStore, SqliteStore, TrackerStore};
+    let p = load(&a.project.project)?;
+    let dir = model_dir(&a.project);
+    let assistant = Assistant::load(&p, &dir)?;
+    let (store, where_): (Box<dyn TrackerStore>, String) = match a.tracker_store.as_deref() {
+        Some("memory") => (Box::new(MemoryStore::default()), "memory".into()),
+        other => {
+            let path = other.map_or_else(
+                || a.project.project.join("models/trackers.db"),
+                PathBuf::from,
+            );
+            (
+                Box::new(SqliteStore::open(&path)?),
+                path.display().to_string(),
+            )
+        }
+    };
+    let status = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "model_file": dir.display().to_string(),
+        "tracker_store": where_,
+    });
+    let state = duet_dialog::server::AppState::new(assistant, store, status);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let addr = format!("{}:{}", a.host, a.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        println!(
+            "duet dialog serve: http://{}/webhooks/rest/webhook — tracker store {where_}",
+            listener.local_addr()?
+        );
+        axum::serve(listener, duet_dialog::server::router(state))
+            .with_graceful_shutdown(super::serve::shutdown())
+            .await
+            .context("serving")?;
+        Ok(())
+    })
+}

@@ -1,0 +1,566 @@
+//! A trained assistant: NLU, policies and the domain, and the loop that answers a message —
+//! parse, fill slots from the message, then run predicted actions until the next
+//! `action_listen`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::actions::{self, BotMessage, DEFAULT_ACTIONS};
+use crate::error::{Error, Result, io};
+use crate::nlu::Nlu;
+use crate::policy::{Featurizer, Policies, RuleSeq, story_events};
+use crate::project::{Domain, Project, Step};
+use crate::tracker::{ACTION_LISTEN, ACTION_SESSION_START, Event, ParseData, Tracker, now};
+
+/// Most actions run for one message (a loop in the rules or stories stops here).
+pub const MAX_ACTIONS_PER_TURN: usize = 10;
+
+/// What `duet dialog train` records about the data it trained on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// SHA-256 over the project files training read.
+    pub fingerprint: String,
+    /// Training stories after expansion.
+    pub stories: usize,
+    /// Rules.
+    pub rules: usize,
+    /// NLU examples.
+    pub examples: usize,
+    /// The duet version.
+    pub duet: String,
+}
+
+/// SHA-256 over the project files training depends on.
+pub fn fingerprint(p: &Project) -> Result<String> {
+    let mut h = Sha256::new();
+    for f in &p.files {
+        let rel = f.strip_prefix(&p.dir).unwrap_or(f);
+        h.update(rel.to_string_lossy().as_bytes());
+        h.update(std::fs::read(f).map_err(io(f))?);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The story step lists of a project with `or:` alternatives and checkpoints resolved.
+pub fn expand_stories(p: &Project) -> Vec<Vec<Step>> {
+    // Alternatives: one story per choice.
+    let mut flat: Vec<Vec<Step>> = Vec::new();
+    for s in &p.stories {
+        let mut variants: Vec<Vec<Step>> = vec![Vec::new()];
+        for step in &s.item.steps {
+            match &step.alternatives {
+                Some(alts) if !alts.is_empty() => {
+                    variants = variants
+                        .into_iter()
+                        .flat_map(|v| {
+                            alts.iter().map(move |a| {
+                                let mut v = v.clone();
+                                v.push(a.clone());
+                                v
+                            })
+                        })
+                        .take(256)
+                        .collect();
+                }
+                _ => variants.iter_mut().for_each(|v| v.push(step.clone())),
+            }
+        }
+        flat.extend(variants);
+    }
+    // Checkpoints: a story ending in one continues with every story starting at it.
+    let start_cp = |s: &[Step]| {
+        s.first()
+            .and_then(|x| x.checkpoint.as_ref())
+            .map(|c| c.value.clone())
+    };
+    let end_cp = |s: &[Step]| {
+        s.last()
+            .and_then(|x| x.checkpoint.as_ref())
+            .map(|c| c.value.clone())
+    };
+    let strip = |s: &[Step]| -> Vec<Step> {
+        s.iter()
+            .filter(|x| x.checkpoint.is_none())
+            .cloned()
+            .collect()
+    };
+    let mut out = Vec::new();
+    let mut queue: Vec<(Vec<Step>, Option<String>, usize)> = flat
+        .iter()
+        .filter(|s| start_cp(s).is_none())
+        .map(|s| (strip(s), end_cp(s), 0))
+        .collect();
+    while let Some((steps, cp, depth)) = queue.pop() {
+        match cp {
+            Some(c) if depth < 8 => {
+                let next: Vec<&Vec<Step>> = flat
+                    .iter()
+                    .filter(|s| start_cp(s).as_deref() == Some(&c))
+                    .collect();
+                if next.is_empty() {
+                    out.push(steps.clone());
+                }
+                for n in next {
+                    let mut joined = steps.clone();
+                    joined.extend(strip(n));
+                    queue.push((joined, end_cp(n), depth + 1));
+                }
+            }
+            _ => out.push(steps),
+        }
+        if out.len() > 10_000 {
+            break;
+        }
+    }
+    out
+}
+
+/// A trained assistant.
+pub struct Assistant {
+    /// The domain.
+    pub domain: Domain,
+    /// NLU.
+    pub nlu: Nlu,
+    /// Policies.
+    pub policies: Policies,
+}
+
+/// Where a project's trained assistant lives by default.
+pub fn default_model_dir(project: &Path) -> PathBuf {
+    project.join("models").join("duet")
+}
+
+impl Assistant {
+    /// Trains NLU and policies on a project.
+    pub fn train(p: &Project) -> Result<Self> {
+        let nlu = Nlu::train(p)?;
+        let featurizer = Featurizer::new(&p.domain);
+        let stories: Vec<Vec<Event>> = expand_stories(p).iter().map(|s| story_events(s)).collect();
+        let rules: Vec<RuleSeq> = p
+            .rules
+            .iter()
+            .map(|r| {
+                RuleSeq::new(
+                    &r.item,
+                    format!("{}:{}", r.file.display(), r.item.rule.referenced.line()),
+                    &featurizer,
+                )
+            })
+            .collect();
+        let max_history = p
+            .config
+            .setting("MemoizationPolicy", "max_history")
+            .or_else(|| {
+                p.config
+                    .setting("AugmentedMemoizationPolicy", "max_history")
+            })
+            .and_then(Value::as_u64)
+            .map_or(5, |v| v as usize)
+            .max(1);
+        let policies = Policies::train(featurizer, &stories, rules, max_history);
+        Ok(Self {
+            domain: p.domain.clone(),
+            nlu,
+            policies,
+        })
+    }
+
+    /// Writes the trained parts into `dir` with a manifest of what they were trained on.
+    pub fn save(&self, p: &Project, dir: &Path) -> Result<()> {
+        let tmp = dir.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        self.nlu.save(&tmp.join("nlu"))?;
+        let pol = tmp.join("policies.json");
+        std::fs::write(&pol, serde_json::to_vec(&self.policies)?).map_err(io(&pol))?;
+        let m = Manifest {
+            fingerprint: fingerprint(p)?,
+            stories: expand_stories(p).len(),
+            rules: p.rules.len(),
+            examples: p.intent_examples().len(),
+            duet: env!("CARGO_PKG_VERSION").into(),
+        };
+        let mf = tmp.join("manifest.json");
+        std::fs::write(&mf, serde_json::to_vec_pretty(&m)?).map_err(io(&mf))?;
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::rename(&tmp, dir).map_err(io(dir))
+    }
+
+    /// Loads the assistant trained for project `p` from `dir`; an assistant trained on other
+    /// data is an error that says to train again.
+    pub fn load(p: &Project, dir: &Path) -> Result<Self> {
+        let mf = dir.join("manifest.json");
+        let bytes = std::fs::read(&mf).map_err(|_| {
+            Error::Model(format!(
+                "{}: no trained assistant; run `duet dialog train --project {}`",
+                dir.display(),
+                p.dir.display()
+            ))
+        })?;
+        let m: Manifest = serde_json::from_slice(&bytes)?;
+        if m.fingerprint != fingerprint(p)? {
+            return Err(Error::Model(format!(
+                "{}: the project changed since it was trained; run `duet dialog train --project {}`",
+                dir.display(),
+                p.dir.display()
+            )));
+        }
+        let pol = dir.join("policies.json");
+        let policies: Policies = serde_json::from_slice(&std::fs::read(&pol).map_err(io(&pol))?)?;
+        Ok(Self {
+            domain: p.domain.clone(),
+            nlu: Nlu::load(&dir.join("nlu"))?,
+            policies,
+        })
+    }
+
+    /// Slot values at the start of a conversation.
+    pub fn initial_slots(&self) -> std::collections::BTreeMap<String, Value> {
+        let mut m: std::collections::BTreeMap<String, Value> = self
+            .domain
+            .slots
+            .iter()
+            .map(|(k, s)| (k.clone(), s.initial_value.clone().unwrap_or(Value::Null)))
+            .collect();
+        if !self.domain.forms.is_empty() {
+            m.entry("requested_slot".into()).or_insert(Value::Null);
+        }
+        m
+    }
+
+    /// A new conversation (session started, waiting for the user).
+    pub fn new_tracker(&self, sender: &str) -> Tracker {
+        let mut t = Tracker::new(sender, self.initial_slots());
+        self.start_session(&mut t);
+        t
+    }
+
+    fn start_session(&self, t: &mut Tracker) {
+        t.apply(action_event(ACTION_SESSION_START, None, None));
+        for e in actions::session_start_events(&self.domain, t) {
+            t.apply(e);
+        }
+        t.apply(action_event(ACTION_LISTEN, None, None));
+    }
+
+    /// Slot events a user message fills through the domain's slot mappings.
+    pub fn extract_slots(&self, t: &Tracker, msg: &ParseData) -> Vec<Event> {
+        let mut out = Vec::new();
+        let requested = t.slots.get("requested_slot").and_then(Value::as_str);
+        for (name, slot) in &self.domain.slots {
+            for m in &slot.mappings {
+                let intent_ok = (m.intent.is_empty() || m.intent.contains(&msg.intent.name))
+                    && !m.not_intent.contains(&msg.intent.name);
+                let cond_ok = m.conditions.is_empty()
+                    || m.conditions.iter().any(|c| {
+                        c.active_loop.as_deref() == t.active_loop.as_deref()
+                            && c.requested_slot
+                                .as_deref()
+                                .is_none_or(|r| Some(r) == requested)
+                    });
+                if !intent_ok || !cond_ok {
+                    continue;
+                }
+                let value = match m.kind.as_str() {
+                    "from_entity" => msg
+                        .entities
+                        .iter()
+                        .find(|e| {
+                            Some(&e.entity) == m.entity.as_ref()
+                                && (m.role.is_none() || e.role == m.role)
+                        })
+                        .map(|e| e.value.clone()),
+                    "from_intent" if !m.intent.is_empty() => m.value.clone(),
+                    "from_text" if !m.conditions.is_empty() || requested == Some(name) => {
+                        Some(Value::String(msg.text.clone()))
+                    }
+                    _ => None,
+                };
+                if let Some(v) = value {
+                    out.push(Event::Slot {
+                        name: name.clone(),
+                        value: v,
+                        timestamp: now(),
+                    });
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies a user message (already parsed) to the tracker: a new session if the last one
+    /// expired, the user event, and slots from its entities.
+    pub fn receive(&self, t: &mut Tracker, msg: ParseData, channel: Option<&str>) {
+        let expiry = self.domain.session_config.session_expiration_time;
+        if expiry > 0.0 && t.last_timestamp() > 0.0 && now() - t.last_timestamp() > expiry * 60.0 {
+            self.start_session(t);
+        }
+        let slots = self.extract_slots(t, &msg);
+        t.apply(Event::User {
+            text: msg.text.clone(),
+            parse_data: msg,
+            timestamp: now(),
+            input_channel: channel.map(str::to_owned),
+        });
+        for e in slots {
+            t.apply(e);
+        }
+    }
+
+    /// Runs one action; returns its messages.
+    pub fn run_action(
+        &self,
+        t: &mut Tracker,
+        name: &str,
+        channel: Option<&str>,
+    ) -> Vec<BotMessage> {
+        let mut out = Vec::new();
+        let utter = |t: &mut Tracker, response: &str, out: &mut Vec<BotMessage>| {
+            if let Some(v) = actions::choose(&self.domain, response, t, channel) {
+                let (msg, ev) = actions::render(v, t);
+                out.push(msg);
+                t.apply(ev);
+                true
+            } else {
+                false
+            }
+        };
+        match name {
+            ACTION_LISTEN => {}
+            "action_restart" => {
+                utter(t, "utter_restart", &mut out);
+                t.apply(Event::Restart { timestamp: now() });
+                self.start_session(t);
+            }
+            ACTION_SESSION_START => self.start_session(t),
+            "action_default_fallback" => {
+                if !utter(t, "utter_default", &mut out) {
+                    let (msg, ev) = actions::render(
+                        &crate::project::ResponseVariant {
+                            text: Some("Sorry, I didn't get that. Can you rephrase?".into()),
+                            ..Default::default()
+                        },
+                        t,
+                    );
+                    out.push(msg);
+                    t.apply(ev);
+                }
+                t.apply(Event::Rewind { timestamp: now() });
+            }
+            "action_deactivate_loop" => t.apply(Event::ActiveLoop {
+                name: None,
+                timestamp: now(),
+            }),
+            "action_back" => {
+                utter(t, "utter_back", &mut out);
+                t.apply(Event::Rewind { timestamp: now() });
+                t.apply(Event::Rewind { timestamp: now() });
+            }
+            n if self.domain.forms.contains_key(n) => self.run_form(t, n, channel, &mut out),
+            n if n.starts_with("utter_") => {
+                if !utter(t, n, &mut out) {
+                    tracing::warn!("response {n} has no variation for this conversation");
+                }
+            }
+            n => tracing::warn!(
+                "action {n}: custom actions need an action server (endpoints.yml), which duet does not call yet"
+            ),
+        }
+        out
+    }
+
+    /// Answers a user message: the bot's messages, the tracker updated.
+    pub fn handle(&self, t: &mut Tracker, text: &str, channel: Option<&str>) -> Vec<BotMessage> {
+        let msg = self.nlu.parse(text);
+        self.receive(t, msg, channel);
+        self.act(t, channel)
+    }
+
+    /// Predicts and runs actions until the assistant listens.
+    pub fn act(&self, t: &mut Tracker, channel: Option<&str>) -> Vec<BotMessage> {
+        let mut out = Vec::new();
+        for _ in 0..MAX_ACTIONS_PER_TURN {
+            let p = self.policies.predict(t);
+            let name = p.action.clone();
+            t.apply(action_event(&name, Some(p.policy), Some(p.confidence)));
+            if name == ACTION_LISTEN {
+                return out;
+            }
+            out.extend(self.run_action(t, &name, channel));
+            if name == "action_default_fallback"
+                || name == "action_restart"
+                || name == "action_back"
+            {
+                break;
+            }
+        }
+        t.apply(action_event(ACTION_LISTEN, Some("RulePolicy"), Some(1.0)));
+        out
+    }
+}
+
+impl Assistant {
+    /// Runs form `name`: activates it, validates the slots the latest message filled (a
+    /// categorical slot's value must be one of its values, a float within its range), then asks
+    /// for the next empty required slot with `utter_ask_<form>_<slot>` or `utter_ask_<slot>`, or
+    /// deactivates the form when every required slot is filled.
+    fn run_form(
+        &self,
+        t: &mut Tracker,
+        name: &str,
+        channel: Option<&str>,
+        out: &mut Vec<BotMessage>,
+    ) {
+        let Some(form) = self.domain.forms.get(name) else {
+            return;
+        };
+        if t.active_loop.as_deref() != Some(name) {
+            t.apply(Event::ActiveLoop {
+                name: Some(name.to_owned()),
+                timestamp: now(),
+            });
+        }
+        let this_turn: Vec<(String, Value)> = t
+            .events
+            .iter()
+            .rev()
+            .take_while(|e| !matches!(e, Event::User { .. }))
+            .filter_map(|e| match e {
+                Event::Slot { name, value, .. } => Some((name.clone(), value.clone())),
+                _ => None,
+            })
+            .collect();
+        for (slot, value) in this_turn {
+            if !form.required_slots.contains(&slot) || value.is_null() {
+                continue;
+            }
+            if let Some(fixed) = self.validate_slot(&slot, &value) {
+                if fixed != value {
+                    t.apply(Event::Slot {
+                        name: slot.clone(),
+                        value: fixed.clone(),
+                        timestamp: now(),
+                    });
+                }
+                if fixed.is_null() {
+                    let invalid = format!("utter_invalid_{slot}");
+                    if let Some(v) = actions::choose(&self.domain, &invalid, t, channel) {
+                        let (msg, ev) = actions::render(v, t);
+                        out.push(msg);
+                        t.apply(ev);
+                    }
+                }
+            }
+        }
+        let next = form
+            .required_slots
+            .iter()
+            .find(|s| t.slots.get(*s).is_none_or(Value::is_null));
+        match next {
+            Some(slot) => {
+                t.apply(Event::Slot {
+                    name: "requested_slot".into(),
+                    value: Value::String(slot.clone()),
+                    timestamp: now(),
+                });
+                let ask = [
+                    format!("utter_ask_{name}_{slot}"),
+                    format!("utter_ask_{slot}"),
+                ];
+                if let Some(v) = ask
+                    .iter()
+                    .find_map(|r| actions::choose(&self.domain, r, t, channel))
+                {
+                    let (msg, ev) = actions::render(v, t);
+                    out.push(msg);
+                    t.apply(ev);
+                }
+            }
+            None => {
+                t.apply(Event::Slot {
+                    name: "requested_slot".into(),
+                    value: Value::Null,
+                    timestamp: now(),
+                });
+                t.apply(Event::ActiveLoop {
+                    name: None,
+                    timestamp: now(),
+                });
+            }
+        }
+    }
+
+    /// The value a slot keeps after the domain's checks (`Null`: rejected); `None` when the
+    /// domain does not constrain the slot.
+    pub fn validate_slot(&self, slot: &str, value: &Value) -> Option<Value> {
+        let decl = self.domain.slots.get(slot)?;
+        match decl.kind.as_str() {
+            "categorical" if !decl.values.is_empty() => {
+                let s = value
+                    .as_str()
+                    .map(str::to_lowercase)
+                    .unwrap_or_else(|| value.to_string());
+                Some(
+                    decl.values
+                        .iter()
+                        .find(|v| v.to_lowercase() == s)
+                        .map_or(Value::Null, |v| Value::String(v.clone())),
+                )
+            }
+            "float" => {
+                let x = value
+                    .as_f64()
+                    .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()));
+                Some(match x {
+                    Some(x)
+                        if decl.min_value.is_none_or(|m| x >= m)
+                            && decl.max_value.is_none_or(|m| x <= m) =>
+                    {
+                        serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+                    }
+                    _ => Value::Null,
+                })
+            }
+            "bool" => Some(match value {
+                Value::Bool(_) => value.clone(),
+                Value::String(s) => match s.to_lowercase().as_str() {
+                    "true" | "yes" | "y" => Value::Bool(true),
+                    "false" | "no" | "n" => Value::Bool(false),
+                    _ => Value::Null,
+                },
+                _ => Value::Null,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// An action event.
+pub fn action_event(name: &str, policy: Option<&str>, confidence: Option<f64>) -> Event {
+    Event::Action {
+        name: name.to_owned(),
+        policy: policy.map(str::to_owned),
+        confidence,
+        timestamp: now(),
+    }
+}
+
+/// Whether `name` is an action the domain or Rasa defines.
+pub fn known_action(d: &Domain, name: &str) -> bool {
+    DEFAULT_ACTIONS.contains(&name)
+        || d.responses.contains_key(name)
+        || d.forms.contains_key(name)
+        || d.actions.iter().any(|a| a.name() == name)
+        || name.starts_with("validate_")
+}
+
+impl Assistant {
+    /// Intents the NLU knows.
+    pub fn nlu_intents(&self) -> usize {
+        self.nlu.intent_count()
+    }
+}

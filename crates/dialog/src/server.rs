@@ -1,0 +1,193 @@
+//! The assistant over HTTP, as Rasa serves it: the REST channel
+//! (`POST /webhooks/rest/webhook`), `GET /conversations/{id}/tracker`, `POST /model/parse`,
+//! `GET /status`. Messages of one conversation are handled one at a time (in arrival order);
+//! different conversations run in parallel. Bad requests get a JSON error naming the field.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::assistant::Assistant;
+use crate::store::TrackerStore;
+use crate::tracker::Tracker;
+
+/// Longest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Longest conversation id accepted.
+pub const MAX_SENDER: usize = 256;
+
+/// What the routes share.
+pub struct AppState {
+    /// The assistant.
+    pub assistant: Assistant,
+    /// Where conversations are kept.
+    pub store: Box<dyn TrackerStore>,
+    /// One lock per conversation.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// `/status` body.
+    status: Value,
+}
+
+impl AppState {
+    /// Shared state for [`router`].
+    pub fn new(assistant: Assistant, store: Box<dyn TrackerStore>, status: Value) -> Arc<Self> {
+        Arc::new(Self {
+            assistant,
+            store,
+            locks: Mutex::new(HashMap::new()),
+            status,
+        })
+    }
+
+    fn lock_for(&self, sender: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() > 100_000 {
+            m.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        m.entry(sender.to_owned()).or_default().clone()
+    }
+
+    /// The conversation `sender` as stored, or a new one.
+    fn tracker(&self, sender: &str) -> crate::Result<(Tracker, usize)> {
+        let events = self.store.events(sender)?;
+        if events.is_empty() {
+            let t = self.assistant.new_tracker(sender);
+            return Ok((t, 0));
+        }
+        let n = events.len();
+        Ok((
+            Tracker::from_events(sender, self.assistant.initial_slots(), events),
+            n,
+        ))
+    }
+}
+
+/// An error answered as `{"error": ..., "field": ...}` with a status.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            Json(json!({"error": self.1, "status": self.0.as_u16()})),
+        )
+            .into_response()
+    }
+}
+
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> Self {
+        tracing::error!("{e}");
+        Self(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+fn body<T: for<'de> Deserialize<'de>>(
+    b: Result<Json<Value>, JsonRejection>,
+) -> Result<T, ApiError> {
+    let Json(v) = b.map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {}", e.body_text()),
+        )
+    })?;
+    serde_json::from_value(v)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid request: {e}")))
+}
+
+/// The REST channel's request.
+#[derive(Debug, Deserialize)]
+struct RestMessage {
+    sender: String,
+    message: String,
+}
+
+async fn webhook(
+    State(s): State<Arc<AppState>>,
+    b: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let m: RestMessage = body(b)?;
+    if m.sender.is_empty() || m.sender.len() > MAX_SENDER {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("field `sender` must be 1 to {MAX_SENDER} bytes"),
+        ));
+    }
+    let lock = s.lock_for(&m.sender);
+    let _guard = lock.lock().await;
+    let s2 = s.clone();
+    let msgs = tokio::task::spawn_blocking(move || -> crate::Result<_> {
+        let (mut t, stored) = s2.tracker(&m.sender)?;
+        let before = if stored == 0 { 0 } else { t.events.len() };
+        let msgs = s2.assistant.handle(&mut t, &m.message, Some("rest"));
+        s2.store
+            .append(&m.sender, &t.events[before.min(t.events.len())..])?;
+        Ok(msgs)
+    })
+    .await
+    .map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the handler failed: {e}"),
+        )
+    })??;
+    Ok(Json(msgs).into_response())
+}
+
+async fn tracker(
+    State(s): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let (t, _) = s.tracker(&id)?;
+    Ok(Json(json!({
+        "sender_id": t.sender_id,
+        "slots": t.slots,
+        "latest_message": t.latest_message,
+        "latest_action_name": t.latest_action_name,
+        "active_loop": {"name": t.active_loop},
+        "followup_action": t.followup_action,
+        "events": t.events,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ParseRequest {
+    text: String,
+}
+
+async fn parse(
+    State(s): State<Arc<AppState>>,
+    b: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let r: ParseRequest = body(b)?;
+    Ok(Json(s.assistant.nlu.parse(&r.text)).into_response())
+}
+
+async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
+    Json(s.status.clone())
+}
+
+async fn hello() -> &'static str {
+    concat!("Hello from duet: ", env!("CARGO_PKG_VERSION"))
+}
+
+/// The routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(hello))
+        .route("/webhooks/rest/webhook", post(webhook))
+        .route("/conversations/{id}/tracker", get(tracker))
+        .route("/model/parse", post(parse))
+        .route("/status", get(status))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
