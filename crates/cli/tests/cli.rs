@@ -910,3 +910,174 @@ fn train_tokens_from_rasa_yaml_then_evaluate_and_extract_entities() -> Result<()
     );
     Ok(())
 }
+
+/// One HTTP/1.1 request with `Connection: close`; the status and the body.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, rest) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    // Chunked bodies: keep the JSON between the chunk sizes.
+    let body = if head.to_lowercase().contains("transfer-encoding: chunked") {
+        let mut out = String::new();
+        let mut r = rest;
+        while let Some((size, tail)) = r.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 || tail.len() < n {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            r = tail[n..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        rest.to_owned()
+    };
+    Ok((status, body))
+}
+
+/// Starts `duet dialog serve` on a free port; the process and its address.
+fn dialog_server(project: &Path) -> Result<(Killed, String)> {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
+        .args(["dialog", "serve", "--port", "0", "--project"])
+        .arg(project)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        std::io::BufReader::new(out).read_line(&mut line)?;
+    }
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .and_then(|w| w.split('/').next())
+        .ok_or_else(|| anyhow::anyhow!("no address in {line:?}"))?
+        .to_owned();
+    Ok((Killed(child), addr))
+}
+
+fn say(addr: &str, sender: &str, message: &str) -> Result<String> {
+    let body = serde_json::json!({"sender": sender, "message": message}).to_string();
+    let (status, reply) = http(addr, "POST", "/webhooks/rest/webhook", &body)?;
+    anyhow::ensure!(status == 200, "{status}: {reply}");
+    let msgs: Vec<serde_json::Value> = serde_json::from_str(&reply)?;
+    for m in &msgs {
+        anyhow::ensure!(
+            m["recipient_id"] == sender,
+            "a reply for {sender} went to {m}"
+        );
+    }
+    Ok(msgs
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect::<Vec<_>>()
+        .join(" / "))
+}
+
+#[test]
+fn dialog_server_keeps_conversations_across_kill_9_and_serves_many_at_once() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/customer-service");
+    let project = tmp.path().join("shop");
+    for sub in ["", "data", "tests"] {
+        std::fs::create_dir_all(project.join(sub))?;
+        for e in std::fs::read_dir(src.join(sub))? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "yml") {
+                std::fs::copy(
+                    &p,
+                    project.join(sub).join(p.file_name().unwrap_or_default()),
+                )?;
+            }
+        }
+    }
+    let p = project.to_str().unwrap_or_default();
+    let out = duet(&["dialog", "train", "--project", p], tmp.path())?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = duet(&["dialog", "test", "--project", p], tmp.path())?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("stories: 19 passed, 0 failed"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Mid-form, the server is killed (SIGKILL) and started again: the form goes on.
+    let (server, addr) = dialog_server(&project)?;
+    assert!(say(&addr, "u1", "where is my order?")?.contains("order number"));
+    assert!(say(&addr, "u1", "ORD-12345")?.contains("email"));
+    drop(server);
+    let (_server, addr) = dialog_server(&project)?;
+    let done = say(&addr, "u1", "jane@example.com")?;
+    assert!(
+        done.contains("Order ORD-12345 for jane@example.com"),
+        "{done}"
+    );
+    let (status, tracker) = http(&addr, "GET", "/conversations/u1/tracker", "")?;
+    assert_eq!(status, 200);
+    let t: serde_json::Value = serde_json::from_str(&tracker)?;
+    assert_eq!(t["slots"]["order_id"], "ORD-12345");
+    assert!(t["active_loop"]["name"].is_null(), "{}", t["active_loop"]);
+
+    // 100 conversations at once, each with its own order number: no reply crosses over.
+    let threads: Vec<_> = (0..100)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || -> Result<()> {
+                let who = format!("c{i}");
+                let id = format!("ORD-{:05}", 20000 + i);
+                say(&addr, &who, "hi")?;
+                say(&addr, &who, "track my order")?;
+                say(&addr, &who, &id)?;
+                let done = say(&addr, &who, &format!("{who}@example.com"))?;
+                anyhow::ensure!(
+                    done.contains(&id) && done.contains(&format!("{who}@example.com")),
+                    "{who}: {done}"
+                );
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+    }
+
+    // Bad requests: a clear 400, and the server keeps serving.
+    let (status, body) = http(
+        &addr,
+        "POST",
+        "/webhooks/rest/webhook",
+        r#"{"message": "hi"}"#,
+    )?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("sender"), "{body}");
+    let (status, body) = http(&addr, "POST", "/webhooks/rest/webhook", "{not json")?;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = http(
+        &addr,
+        "POST",
+        "/model/parse",
+        r#"{"text": "where is my order ORD-12345"}"#,
+    )?;
+    assert_eq!(status, 200);
+    let parsed: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(parsed["intent"]["name"], "order_status", "{parsed}");
+    assert_eq!(parsed["entities"][0]["value"], "ORD-12345", "{parsed}");
+    assert!(say(&addr, "u2", "hello")?.contains("I can"));
+    Ok(())
+}

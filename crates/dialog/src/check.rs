@@ -161,9 +161,12 @@ pub fn validate(p: &Project) -> Validation {
         }
     }
     for r in d.responses.keys() {
-        let asked = r.strip_prefix("utter_ask_").is_some_and(|s| {
-            d.slots.contains_key(s) || d.forms.keys().any(|f| s.starts_with(f.as_str()))
-        });
+        let asked = r
+            .strip_prefix("utter_invalid_")
+            .is_some_and(|s| d.slots.contains_key(s))
+            || r.strip_prefix("utter_ask_").is_some_and(|s| {
+                d.slots.contains_key(s) || d.forms.keys().any(|f| s.starts_with(f.as_str()))
+            });
         if !used_actions.contains(r) && !asked && r != "utter_default" {
             v.warnings.push(format!(
                 "{}: response {r:?} is in no story or rule",
@@ -303,8 +306,20 @@ fn run_story(a: &Assistant, steps: &[Step], k: usize, at: &str) -> Result<(), St
             want_entities.extend(slot_items(&annotated));
             if let Some(p) = &parsed {
                 for (name, value) in &want_entities {
+                    // Annotations name the words; NLU may map them to a synonym.
                     let found = p.entities.iter().any(|e| {
-                        &e.entity == name && (value == &Value::Bool(true) || &e.value == value)
+                        let words = match (e.start, e.end) {
+                            (Some(a), Some(b)) => {
+                                p.text.chars().skip(a).take(b.saturating_sub(a)).collect()
+                            }
+                            _ => String::new(),
+                        };
+                        &e.entity == name
+                            && (value == &Value::Bool(true)
+                                || &e.value == value
+                                || value
+                                    .as_str()
+                                    .is_some_and(|v| v.eq_ignore_ascii_case(&words)))
                     });
                     if !found {
                         return Err(format!(
@@ -318,7 +333,8 @@ fn run_story(a: &Assistant, steps: &[Step], k: usize, at: &str) -> Result<(), St
                 .or_else(|| parsed.as_ref().map(|p| p.intent.name.clone()))
                 .unwrap_or_default();
             let entities = match &parsed {
-                Some(p) if want_entities.is_empty() => p.entities.clone(),
+                // Every annotated entity was found above: NLU's (synonyms applied) stand.
+                Some(p) => p.entities.clone(),
                 _ => want_entities
                     .into_iter()
                     .map(|(entity, value)| Entity {

@@ -128,3 +128,55 @@ fn mistakes_are_reported_with_file_and_line() -> Result<()> {
     assert!(err.contains("domain.yml") && err.contains("line"), "{err}");
     Ok(())
 }
+
+/// Copies a project's YAML files (not its trained models or results) into `into`.
+fn copy_project(src: &Path, into: &Path) -> Result<PathBuf> {
+    for sub in ["", "data", "tests"] {
+        std::fs::create_dir_all(into.join(sub))?;
+        for e in std::fs::read_dir(src.join(sub))? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "yml") {
+                std::fs::copy(&p, into.join(sub).join(p.file_name().unwrap_or_default()))?;
+            }
+        }
+    }
+    Ok(into.to_path_buf())
+}
+
+#[test]
+fn the_customer_service_example_passes_its_test_stories() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = copy_project(&root().join("examples/customer-service"), tmp.path())?;
+    let p = Project::load(&dir)?;
+    let (a, v) = check::train_checked(&p)?;
+    assert!(v.errors.is_empty(), "{:?}", v.errors);
+    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+    let results = check::run_tests(&a, &p);
+    assert!(results.len() >= 15, "{} test stories", results.len());
+    let failed: Vec<_> = results.iter().filter(|r| !r.passed).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+
+    // Conditional responses follow the slot; an invalid categorical value is re-asked.
+    let mut t = a.new_tracker("gold");
+    let text = |m: Vec<duet_dialog::actions::BotMessage>| -> String {
+        m.into_iter()
+            .filter_map(|m| m.text)
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    assert!(text(a.handle(&mut t, "what is your return policy", None)).contains("30 days"));
+    a.handle(&mut t, "I have a gold account", None);
+    assert_eq!(t.slots["customer_tier"], "gold");
+    assert!(text(a.handle(&mut t, "what is your return policy", None)).contains("60 days"));
+    let ask = a.handle(&mut t, "I want to return my phone from ORD-98765", None);
+    assert_eq!(ask.last().map(|m| m.buttons.len()), Some(3), "{ask:?}");
+    let again = text(a.handle(&mut t, "/inform{\"reason\": \"meh\"}", None));
+    assert!(again.contains("Sorry, I can take returns"), "{again}");
+    let done = text(a.handle(&mut t, "it was broken", None));
+    assert!(
+        done.contains("gold member") && done.contains("phone") && done.contains("damaged"),
+        "{done}"
+    );
+    assert_eq!(t.active_loop, None);
+    Ok(())
+}
