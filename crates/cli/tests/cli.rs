@@ -638,15 +638,21 @@ fn classify_split_train_eval_predict_and_cross_validate_with_tfidf() -> Result<(
 
 /// The Python interpreter with the `openai` client: `DUET_TEST_PYTHON`, or a virtual
 /// environment made once under the target directory from `tests/requirements.txt`.
-fn python_with_openai() -> Result<std::path::PathBuf> {
+/// Tests share one venv; the first to need it makes it.
+static VENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A Python with the packages of tests/requirements.txt (the OpenAI client, rasa-sdk), in a
+/// venv under the target directory, made on first use.
+fn test_python() -> Result<std::path::PathBuf> {
     if let Ok(p) = std::env::var("DUET_TEST_PYTHON") {
         return Ok(p.into());
     }
+    let _guard = VENV.lock().unwrap_or_else(|e| e.into_inner());
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-python");
     let py = venv.join("bin/python");
     let has = |py: &Path| {
         Command::new(py)
-            .args(["-c", "import openai, jsonschema"])
+            .args(["-c", "import openai, jsonschema, rasa_sdk"])
             .output()
             .is_ok_and(|o| o.status.success())
     };
@@ -667,7 +673,7 @@ fn python_with_openai() -> Result<std::path::PathBuf> {
             .output()?;
         anyhow::ensure!(
             out.status.success(),
-            "installing the openai client ({}): {}",
+            "installing the test packages ({}): {}",
             reqs.display(),
             text(&out.stderr)
         );
@@ -688,7 +694,7 @@ impl Drop for Killed {
 #[test]
 fn the_official_openai_client_works_against_duet_serve() -> Result<()> {
     use std::io::BufRead;
-    let python = python_with_openai()?;
+    let python = test_python()?;
     let tmp = tempfile::tempdir()?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let llama = tmp.path().join("llama");
@@ -1079,5 +1085,87 @@ fn dialog_server_keeps_conversations_across_kill_9_and_serves_many_at_once() -> 
     assert_eq!(parsed["intent"]["name"], "order_status", "{parsed}");
     assert_eq!(parsed["entities"][0]["value"], "ORD-12345", "{parsed}");
     assert!(say(&addr, "u2", "hello")?.contains("I can"));
+    Ok(())
+}
+
+/// A free TCP port on 127.0.0.1.
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+#[test]
+fn custom_actions_run_on_a_real_rasa_sdk_action_server() -> Result<()> {
+    let python = test_python()?;
+    let tmp = tempfile::tempdir()?;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/dialog/sdk");
+    let project = tmp.path().join("sdk");
+    for sub in ["", "data", "actions"] {
+        std::fs::create_dir_all(project.join(sub))?;
+        for e in std::fs::read_dir(src.join(sub))? {
+            let p = e?.path();
+            if p.is_file() {
+                std::fs::copy(
+                    &p,
+                    project.join(sub).join(p.file_name().unwrap_or_default()),
+                )?;
+            }
+        }
+    }
+    let port = free_port()?;
+    std::fs::write(
+        project.join("endpoints.yml"),
+        format!("action_endpoint:\n  url: \"http://127.0.0.1:{port}/webhook\"\n"),
+    )?;
+    let sdk = Killed(
+        Command::new(&python)
+            .args(["-m", "rasa_sdk", "--actions", "actions", "--port"])
+            .arg(port.to_string())
+            .current_dir(&project)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    );
+    let sdk_addr = format!("127.0.0.1:{port}");
+    let start = std::time::Instant::now();
+    while !http(&sdk_addr, "GET", "/health", "").is_ok_and(|(s, _)| s == 200) {
+        anyhow::ensure!(
+            start.elapsed().as_secs() < 60,
+            "the action server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let p = project.to_str().unwrap_or_default();
+    let out = duet(&["dialog", "train", "--project", p], tmp.path())?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_server, addr) = dialog_server(&project)?;
+
+    let reply = say(&addr, "shopper", "is the laptop in stock?")?;
+    assert_eq!(
+        reply,
+        "The laptop is in stock (asked by shopper). / Anything else?"
+    );
+    let (_, tracker) = http(&addr, "GET", "/conversations/shopper/tracker", "")?;
+    let t: serde_json::Value = serde_json::from_str(&tracker)?;
+    assert_eq!(t["slots"]["in_stock"], true, "{}", t["slots"]);
+    assert!(
+        t["events"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|e| e["event"] == "action" && e["name"] == "action_check_stock")),
+        "{tracker}"
+    );
+    assert!(say(&addr, "shopper", "do you have the tablet")?.starts_with("The tablet is sold out"));
+
+    // The action server goes away: the request still gets an answer and the server lives on.
+    drop(sdk);
+    let (status, body) = http(
+        &addr,
+        "POST",
+        "/webhooks/rest/webhook",
+        r#"{"sender": "shopper", "message": "is the phone in stock?"}"#,
+    )?;
+    assert_eq!(status, 200, "{body}");
+    assert!(say(&addr, "shopper", "hello")?.contains("in stock"));
     Ok(())
 }

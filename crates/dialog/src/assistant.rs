@@ -122,6 +122,10 @@ pub fn expand_stories(p: &Project) -> Vec<Vec<Step>> {
 pub struct Assistant {
     /// The domain.
     pub domain: Domain,
+    /// The domain as JSON (for action servers).
+    pub domain_json: Value,
+    /// The action server.
+    pub endpoints: crate::remote::Endpoints,
     /// NLU.
     pub nlu: Nlu,
     /// Policies.
@@ -163,6 +167,8 @@ impl Assistant {
         let policies = Policies::train(featurizer, &stories, rules, max_history);
         Ok(Self {
             domain: p.domain.clone(),
+            domain_json: p.domain_json.clone(),
+            endpoints: p.endpoints.clone(),
             nlu,
             policies,
         })
@@ -212,6 +218,8 @@ impl Assistant {
         let policies: Policies = serde_json::from_slice(&std::fs::read(&pol).map_err(io(&pol))?)?;
         Ok(Self {
             domain: p.domain.clone(),
+            domain_json: p.domain_json.clone(),
+            endpoints: p.endpoints.clone(),
             nlu: Nlu::load(&dir.join("nlu"))?,
             policies,
         })
@@ -366,11 +374,65 @@ impl Assistant {
                     tracing::warn!("response {n} has no variation for this conversation");
                 }
             }
-            n => tracing::warn!(
-                "action {n}: custom actions need an action server (endpoints.yml), which duet does not call yet"
-            ),
+            n => {
+                if let Err(e) = self.run_custom(t, n, channel, &mut out) {
+                    tracing::error!("{e}");
+                    t.followup_action = Some(ACTION_LISTEN.into());
+                }
+            }
         }
         out
+    }
+
+    /// Runs a custom action on the action server: its events are applied, its responses sent.
+    pub fn run_custom(
+        &self,
+        t: &mut Tracker,
+        name: &str,
+        channel: Option<&str>,
+        out: &mut Vec<BotMessage>,
+    ) -> Result<()> {
+        let ep = self.endpoints.action_endpoint.as_ref().ok_or_else(|| {
+            Error::Model(format!(
+                "custom action {name}: endpoints.yml names no action_endpoint"
+            ))
+        })?;
+        let r = crate::remote::call(ep, name, t, &self.domain_json)?;
+        for e in r.events {
+            t.apply(e);
+        }
+        for resp in r.responses {
+            let named = resp
+                .get("response")
+                .or_else(|| resp.get("template"))
+                .and_then(Value::as_str);
+            if let Some(response) = named {
+                if let Some(v) = actions::choose(&self.domain, response, t, channel) {
+                    let (msg, ev) = actions::render(v, t);
+                    out.push(msg);
+                    t.apply(ev);
+                }
+                continue;
+            }
+            let v = crate::project::ResponseVariant {
+                text: resp.get("text").and_then(Value::as_str).map(str::to_owned),
+                image: resp.get("image").and_then(Value::as_str).map(str::to_owned),
+                buttons: resp
+                    .get("buttons")
+                    .and_then(|b| serde_json::from_value(b.clone()).ok())
+                    .unwrap_or_default(),
+                custom: resp
+                    .get("custom")
+                    .filter(|c| !c.is_null() && c.as_object().is_none_or(|o| !o.is_empty()))
+                    .cloned(),
+                attachment: resp.get("attachment").filter(|c| !c.is_null()).cloned(),
+                ..Default::default()
+            };
+            let (msg, ev) = actions::render(&v, t);
+            out.push(msg);
+            t.apply(ev);
+        }
+        Ok(())
     }
 
     /// Answers a user message: the bot's messages, the tracker updated.
@@ -391,6 +453,10 @@ impl Assistant {
                 return out;
             }
             out.extend(self.run_action(t, &name, channel));
+            if t.followup_action.as_deref() == Some(ACTION_LISTEN) {
+                t.followup_action = None;
+                break;
+            }
             if name == "action_default_fallback"
                 || name == "action_restart"
                 || name == "action_back"
@@ -423,6 +489,12 @@ impl Assistant {
                 name: Some(name.to_owned()),
                 timestamp: now(),
             });
+        }
+        let validator = format!("validate_{name}");
+        if self.domain.actions.iter().any(|a| a.name() == validator)
+            && let Err(e) = self.run_custom(t, &validator, channel, out)
+        {
+            tracing::error!("{e}");
         }
         let this_turn: Vec<(String, Value)> = t
             .events

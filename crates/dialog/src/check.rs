@@ -174,6 +174,18 @@ pub fn validate(p: &Project) -> Validation {
             ));
         }
     }
+    let custom: Vec<String> = d
+        .actions
+        .iter()
+        .map(crate::project::Decl::name)
+        .filter(|a| !crate::actions::DEFAULT_ACTIONS.contains(&a.as_str()))
+        .collect();
+    if !custom.is_empty() && p.endpoints.action_endpoint.is_none() {
+        v.warnings.push(format!(
+            "{}: custom actions {custom:?} need an action server, and endpoints.yml names no action_endpoint",
+            p.dir.display()
+        ));
+    }
     v.errors.extend(contradictions(p));
     v
 }

@@ -11,6 +11,7 @@ mod error;
 pub mod nlu;
 pub mod policy;
 pub mod project;
+pub mod remote;
 pub mod server;
 pub mod store;
 pub mod tracker;

@@ -391,6 +391,10 @@ pub struct Project {
     pub rules: Vec<InFile<Rule>>,
     /// Test stories.
     pub tests: Vec<InFile<Story>>,
+    /// `endpoints.yml` (the action server).
+    pub endpoints: crate::remote::Endpoints,
+    /// The domain as JSON, as action servers receive it.
+    pub domain_json: Value,
     /// Files that training depends on, for the model's fingerprint.
     pub files: Vec<PathBuf>,
     /// Things duet read but does not use.
@@ -449,6 +453,7 @@ impl Project {
                 ))
             })?;
         let mut domain = Domain::default();
+        let mut domain_json = serde_json::Map::new();
         let domain_files = if domain_file.is_dir() {
             yaml_files(&domain_file)?
         } else {
@@ -456,6 +461,9 @@ impl Project {
         };
         for f in domain_files {
             let d: Domain = read_yaml(&f)?;
+            if let Value::Object(m) = read_yaml::<Value>(&f)? {
+                domain_json.extend(m);
+            }
             for k in d.other.keys().filter(|k| k.as_str() != "version") {
                 warnings.push(format!("{}: unknown domain key {k:?} ignored", f.display()));
             }
@@ -468,6 +476,12 @@ impl Project {
             read_yaml(&config_file)?
         } else {
             Config::default()
+        };
+        let endpoints_file = dir.join("endpoints.yml");
+        let endpoints: crate::remote::Endpoints = if endpoints_file.is_file() {
+            read_yaml(&endpoints_file)?
+        } else {
+            Default::default()
         };
         let (mut nlu, mut stories, mut rules) = (Vec::new(), Vec::new(), Vec::new());
         for f in yaml_files(&dir.join("data"))? {
@@ -506,6 +520,8 @@ impl Project {
             stories,
             rules,
             tests,
+            endpoints,
+            domain_json: Value::Object(domain_json),
             files,
             warnings,
         })

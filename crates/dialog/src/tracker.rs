@@ -62,7 +62,7 @@ pub enum Event {
         /// What NLU made of it.
         parse_data: ParseData,
         /// Seconds since the epoch.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "timestamp")]
         timestamp: f64,
         /// The channel.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,7 +77,7 @@ pub enum Event {
         #[serde(default)]
         data: Value,
         /// Seconds since the epoch.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "timestamp")]
         timestamp: f64,
     },
     /// An action ran.
@@ -91,7 +91,7 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         confidence: Option<f64>,
         /// Seconds since the epoch.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "timestamp")]
         timestamp: f64,
     },
     /// A slot was set.
@@ -101,7 +101,7 @@ pub enum Event {
         /// Its value.
         value: Value,
         /// Seconds since the epoch.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "timestamp")]
         timestamp: f64,
     },
     /// A form became active (a name) or inactive (`null`).
@@ -109,25 +109,25 @@ pub enum Event {
         /// The form.
         name: Option<String>,
         /// Seconds since the epoch.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "timestamp")]
         timestamp: f64,
     },
     /// The conversation starts over.
     Restart {
         /// Seconds since the epoch.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "timestamp")]
         timestamp: f64,
     },
     /// A new session began.
     SessionStarted {
         /// Seconds since the epoch.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "timestamp")]
         timestamp: f64,
     },
     /// Every slot back to its initial value.
     ResetSlots {
         /// Seconds since the epoch.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "timestamp")]
         timestamp: f64,
     },
     /// The next action is forced.
@@ -135,15 +135,20 @@ pub enum Event {
         /// The action.
         name: String,
         /// Seconds since the epoch.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "timestamp")]
         timestamp: f64,
     },
     /// The latest user message and what followed it are undone (`action_back`, fallbacks).
     Rewind {
         /// Seconds since the epoch.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "timestamp")]
         timestamp: f64,
     },
+}
+
+/// A timestamp that may be `null` (the SDK sends `null` for events it makes).
+fn timestamp<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or_else(now))
 }
 
 /// The name of the action that waits for the user.
