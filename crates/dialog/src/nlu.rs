@@ -63,10 +63,16 @@ fn alternation(values: &[String]) -> String {
 impl Nlu {
     /// Trains on the project's NLU data.
     pub fn train(p: &Project) -> Result<Self> {
+        Self::train_on(p, &p.intent_examples())
+    }
+
+    /// Trains on some of the project's examples (`(intent, annotated text)`), with all its
+    /// regexes, lookup tables and synonyms (cross-validation holds examples out).
+    pub fn train_on(p: &Project, examples: &[(String, String)]) -> Result<Self> {
         let mut texts = Vec::new();
         let mut labels_of = Vec::new();
         let mut annotated: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (intent, ex) in p.intent_examples() {
+        for (intent, ex) in examples {
             let (plain, mentions) = parse_inline(&ex)
                 .map_err(|why| Error::Model(format!("intent {intent}, example {ex:?}: {why}")))?;
             for m in mentions {
@@ -76,7 +82,7 @@ impl Nlu {
                     .push(plain[m.start..m.end].to_owned());
             }
             texts.push(plain);
-            labels_of.push(intent);
+            labels_of.push(intent.clone());
         }
         let mut labels: Vec<String> = labels_of.clone();
         labels.sort();
@@ -94,6 +100,7 @@ impl Nlu {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let cfg = TfidfConfig {
             balanced: true,
+            c: 100.0,
             ..TfidfConfig::default()
         };
         let classifier = TfidfClassifier::fit(&cfg, &refs, &y, &labels)?;

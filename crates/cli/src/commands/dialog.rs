@@ -49,6 +49,9 @@ pub struct DialogArgs {
     /// Where the trained assistant is written or read (default: PROJECT/models/duet).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// `test`: NLU cross-validation folds (0: none).
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
 }
 
 fn model_dir(a: &DialogArgs) -> PathBuf {
@@ -114,6 +117,27 @@ pub fn run(cmd: DialogCommand) -> Result<()> {
                 serde_json::to_string_pretty(&results)? + "\n",
             )
             .with_context(|| format!("writing {}", dir.join("story_results.json").display()))?;
+            if a.folds > 1 {
+                let cv = check::nlu_cross_validation(&p, a.folds, 42)?;
+                std::fs::write(dir.join("nlu_report.md"), check::nlu_report(&cv))
+                    .with_context(|| format!("writing {}", dir.join("nlu_report.md").display()))?;
+                std::fs::write(
+                    dir.join("nlu_metrics.json"),
+                    serde_json::to_string_pretty(&cv)? + "\n",
+                )
+                .with_context(|| format!("writing {}", dir.join("nlu_metrics.json").display()))?;
+                duet_eval::report::confusion_png(&dir.join("intent_confusion.png"), &cv.intents)?;
+                println!(
+                    "NLU ({}-fold): intent accuracy {:.4} (best-ranked {:.4}), macro F1 {:.4}; entity precision {:.4}, recall {:.4}, F1 {:.4}",
+                    cv.folds,
+                    cv.intents.accuracy,
+                    cv.top1_accuracy,
+                    cv.intents.macro_f1,
+                    cv.entities.micro.precision,
+                    cv.entities.micro.recall,
+                    cv.entities.micro.f1
+                );
+            }
             for r in results.iter().filter(|r| !r.passed) {
                 eprintln!(
                     "FAILED {} ({}): {}",
