@@ -73,7 +73,7 @@ impl Nlu {
         let mut labels_of = Vec::new();
         let mut annotated: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (intent, ex) in examples {
-            let (plain, mentions) = parse_inline(&ex)
+            let (plain, mentions) = parse_inline(ex)
                 .map_err(|why| Error::Model(format!("intent {intent}, example {ex:?}: {why}")))?;
             for m in mentions {
                 annotated
