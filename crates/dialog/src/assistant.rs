@@ -130,6 +130,8 @@ pub struct Assistant {
     pub nlu: Nlu,
     /// Policies.
     pub policies: Policies,
+    /// The trained policy network.
+    pub learned: Option<crate::learned::LearnedPolicy>,
 }
 
 /// Where a project's trained assistant lives by default.
@@ -165,12 +167,45 @@ impl Assistant {
             .map_or(5, |v| v as usize)
             .max(1);
         let policies = Policies::train(featurizer, &stories, rules, max_history);
+        // The network learns from stories and from rules written out as stories.
+        let mut pairs = Vec::new();
+        let rule_events = p.rules.iter().map(|r| {
+            let mut steps = r.item.condition.clone();
+            steps.extend(r.item.steps.iter().cloned());
+            story_events(&steps)
+        });
+        for events in stories.iter().cloned().chain(rule_events) {
+            let states = policies.featurizer.states(&events);
+            for i in 0..states.len() {
+                let hist: Vec<_> = states[..=i].iter().map(|(s, _)| s.clone()).collect();
+                pairs.push((hist, states[i].1.clone()));
+            }
+        }
+        let setting = |k: &str| {
+            p.config
+                .setting("TEDPolicy", k)
+                .or_else(|| p.config.setting("DuetPolicy", k))
+                .and_then(Value::as_u64)
+        };
+        let threshold = p
+            .config
+            .setting("RulePolicy", "core_fallback_threshold")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.3);
+        let learned = crate::learned::LearnedPolicy::train(
+            &pairs,
+            setting("max_history").map_or(max_history, |v| v as usize),
+            setting("epochs").map_or(100, |v| v as usize),
+            threshold,
+            42,
+        )?;
         Ok(Self {
             domain: p.domain.clone(),
             domain_json: p.domain_json.clone(),
             endpoints: p.endpoints.clone(),
             nlu,
             policies,
+            learned,
         })
     }
 
@@ -189,6 +224,9 @@ impl Assistant {
             examples: p.intent_examples().len(),
             duet: env!("CARGO_PKG_VERSION").into(),
         };
+        if let Some(l) = &self.learned {
+            l.save(&tmp)?;
+        }
         let mf = tmp.join("manifest.json");
         std::fs::write(&mf, serde_json::to_vec_pretty(&m)?).map_err(io(&mf))?;
         let _ = std::fs::remove_dir_all(dir);
@@ -222,6 +260,7 @@ impl Assistant {
             endpoints: p.endpoints.clone(),
             nlu: Nlu::load(&dir.join("nlu"))?,
             policies,
+            learned: crate::learned::LearnedPolicy::load(dir)?,
         })
     }
 
@@ -446,7 +485,7 @@ impl Assistant {
     pub fn act(&self, t: &mut Tracker, channel: Option<&str>) -> Vec<BotMessage> {
         let mut out = Vec::new();
         for _ in 0..MAX_ACTIONS_PER_TURN {
-            let p = self.policies.predict(t);
+            let p = self.predict(t);
             let name = p.action.clone();
             t.apply(action_event(&name, Some(p.policy), Some(p.confidence)));
             if name == ACTION_LISTEN {
@@ -608,6 +647,13 @@ impl Assistant {
             }),
             _ => None,
         }
+    }
+}
+
+impl Assistant {
+    /// The next action: rules, memorised stories, the trained policy, then the fallback.
+    pub fn predict(&self, t: &Tracker) -> crate::policy::Prediction {
+        self.policies.predict_with(t, self.learned.as_ref())
     }
 }
 

@@ -274,7 +274,7 @@ pub fn run_tests(a: &Assistant, p: &Project) -> Vec<StoryResult> {
 fn run_story(a: &Assistant, steps: &[Step], k: usize, at: &str) -> Result<(), String> {
     let mut t = a.new_tracker(&format!("test-{k}"));
     let expect_listen = |t: &crate::tracker::Tracker, before: &str| -> Result<(), String> {
-        let p = a.policies.predict(t);
+        let p = a.predict(t);
         if p.action != ACTION_LISTEN {
             return Err(format!(
                 "{before}: expected the assistant to wait for the user, predicted {} ({})",
@@ -372,7 +372,7 @@ fn run_story(a: &Assistant, steps: &[Step], k: usize, at: &str) -> Result<(), St
             listening = false;
         }
         if let Some(want) = &s.action {
-            let p = a.policies.predict(&t);
+            let p = a.predict(&t);
             if p.action != want.value {
                 return Err(format!(
                     "line {}: expected action {}, predicted {} ({})",

@@ -8,6 +8,7 @@ pub mod actions;
 pub mod assistant;
 pub mod check;
 mod error;
+pub mod learned;
 pub mod nlu;
 pub mod policy;
 pub mod project;

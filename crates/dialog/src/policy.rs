@@ -427,6 +427,16 @@ impl Policies {
 
     /// The next action for `tracker`.
     pub fn predict(&self, tracker: &Tracker) -> Prediction {
+        self.predict_with(tracker, None)
+    }
+
+    /// The next action for `tracker`, asking the trained policy where rules and memorised
+    /// stories do not know.
+    pub fn predict_with(
+        &self,
+        tracker: &Tracker,
+        learned: Option<&crate::learned::LearnedPolicy>,
+    ) -> Prediction {
         if let Some(a) = &tracker.followup_action {
             return Prediction {
                 action: a.clone(),
@@ -461,6 +471,16 @@ impl Policies {
         }
         if let Some(p) = self.predict_states(&states) {
             return p;
+        }
+        if let Some(Ok(ranked)) = learned.map(|l| l.rank(&states))
+            && let Some((action, p)) = ranked.into_iter().next()
+            && learned.is_some_and(|l| p >= l.meta.threshold)
+        {
+            return Prediction {
+                action,
+                policy: "LearnedPolicy",
+                confidence: p,
+            };
         }
         Prediction {
             action: "action_default_fallback".into(),
