@@ -101,7 +101,7 @@ pub struct EvalTokensArgs {
     /// Tagged sentences (CoNLL columns, Rasa NLU YAML or JSON lines).
     #[arg(long)]
     pub data: PathBuf,
-    /// Where metrics.json and report.md go.
+    /// Where metrics.json, report.md and predictions.jsonl go.
     #[arg(long)]
     pub out: PathBuf,
     /// The reader: auto, conll, rasa or jsonl.
@@ -124,8 +124,18 @@ pub fn eval(a: EvalTokensArgs) -> Result<()> {
     let sentences = data::load(&a.data, format, a.tag_column)?;
     let tagger = EntityTagger::load(&a.model)
         .with_context(|| format!("loading the tagger {}", a.model.display()))?;
-    let e = run::evaluate(&tagger, &sentences)?;
+    let (e, pred) = run::evaluate(&tagger, &sentences)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let mut lines = String::new();
+    for (s, p) in sentences.iter().zip(&pred) {
+        lines.push_str(
+            &serde_json::json!({"id": s.id, "words": s.word_strs(), "tags": s.tags, "pred": p})
+                .to_string(),
+        );
+        lines.push('\n');
+    }
+    std::fs::write(a.out.join("predictions.jsonl"), lines)
+        .with_context(|| format!("writing {}", a.out.join("predictions.jsonl").display()))?;
     let title = format!("{} on {}", a.model.display(), a.data.display());
     std::fs::write(
         a.out.join("metrics.json"),

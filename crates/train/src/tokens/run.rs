@@ -199,12 +199,15 @@ impl TokenEvaluation {
     }
 }
 
-/// Tags `sentences` with the tagger in `dir` and scores them.
-pub fn evaluate(tagger: &EntityTagger, sentences: &[Sentence]) -> Result<TokenEvaluation> {
+/// Tags `sentences` with `tagger` and scores them; also returns the predicted tags.
+pub fn evaluate(
+    tagger: &EntityTagger,
+    sentences: &[Sentence],
+) -> Result<(TokenEvaluation, Vec<Vec<String>>)> {
     let words: Vec<Vec<&str>> = sentences.iter().map(Sentence::word_strs).collect();
     let pred = tagger.tag_words(&words, 32)?;
     let truth: Vec<Vec<String>> = sentences.iter().map(|s| s.tags.clone()).collect();
-    Ok(TokenEvaluation::of(&truth, &pred))
+    Ok((TokenEvaluation::of(&truth, &pred), pred))
 }
 
 #[cfg(test)]
