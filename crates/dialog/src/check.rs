@@ -186,6 +186,16 @@ pub fn validate(p: &Project) -> Validation {
             p.dir.display()
         ));
     }
+    for c in p.config.pipeline.iter().chain(&p.config.policies) {
+        let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+        if !crate::nlu::KNOWN_COMPONENTS.contains(&name) {
+            v.warnings.push(format!(
+                "{}: component {name:?} is not one duet runs; it is ignored (duet maps: {})",
+                p.dir.join("config.yml").display(),
+                crate::nlu::KNOWN_COMPONENTS.join(", ")
+            ));
+        }
+    }
     v.errors.extend(contradictions(p));
     v
 }

@@ -1,14 +1,22 @@
 //! NLU: the intent of a message and its entities. Intents come from a TF-IDF + logistic
-//! regression classifier trained on the project's examples (instant to train); entities from
-//! the project's regexes, lookup tables and the values annotated in its examples, mapped through
-//! its synonyms. A message below the confidence threshold gets the `nlu_fallback` intent, and
-//! `/intent{"entity": "value"}` payloads (buttons) bypass the classifier.
+//! regression classifier trained on the project's examples (instant to train), or from a
+//! pretrained encoder fine-tuned on them when `config.yml` names `DuetEncoderClassifier`;
+//! entities from the project's regexes, lookup tables and the values annotated in its examples,
+//! and from a token classifier fine-tuned on the annotations when `config.yml` names
+//! `DuetEntityTagger`, mapped through its synonyms. A message below the confidence threshold
+//! gets the `nlu_fallback` intent, and `/intent{"entity": "value"}` payloads (buttons) bypass
+//! the classifier.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
+use duet_train::classify::data::Example;
+use duet_train::classify::predict::Classifier;
 use duet_train::classify::tfidf::{TfidfClassifier, TfidfConfig};
-use duet_train::tokens::data::parse_inline;
+use duet_train::tokens::data::{Sentence, from_mentions, parse_inline};
+use duet_train::tokens::predict::EntityTagger;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -44,11 +52,126 @@ pub struct NluSettings {
     pub intents: Vec<String>,
 }
 
+/// A pretrained encoder to fine-tune, as `config.yml` names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncoderChoice {
+    /// The encoder directory (Hugging Face layout), relative to the project or absolute.
+    pub model: PathBuf,
+    /// Passes over the examples.
+    pub epochs: f64,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Longest input in tokens.
+    pub max_length: usize,
+}
+
+/// The NLU components `config.yml` chooses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NluChoice {
+    /// Fine-tune this encoder for intents (else TF-IDF + logistic regression).
+    pub intents: Option<EncoderChoice>,
+    /// Fine-tune this encoder to tag entities.
+    pub tagger: Option<EncoderChoice>,
+}
+
+/// Components of Rasa's pipeline and policies that duet maps onto its own (others are reported).
+pub const KNOWN_COMPONENTS: &[&str] = &[
+    "WhitespaceTokenizer",
+    "JiebaTokenizer",
+    "RegexFeaturizer",
+    "LexicalSyntacticFeaturizer",
+    "CountVectorsFeaturizer",
+    "LogisticRegressionClassifier",
+    "DIETClassifier",
+    "RegexEntityExtractor",
+    "EntitySynonymMapper",
+    "FallbackClassifier",
+    "DuetEncoderClassifier",
+    "DuetEntityTagger",
+    "MemoizationPolicy",
+    "AugmentedMemoizationPolicy",
+    "RulePolicy",
+    "TEDPolicy",
+];
+
+impl NluChoice {
+    /// Reads the choice from the project's `config.yml`.
+    pub fn of(p: &Project) -> Self {
+        let pick = |name: &str| -> Option<EncoderChoice> {
+            let c = p
+                .config
+                .pipeline
+                .iter()
+                .find(|c| c.get("name").and_then(Value::as_str) == Some(name))?;
+            let model = PathBuf::from(c.get("model").and_then(Value::as_str)?);
+            Some(EncoderChoice {
+                model: if model.is_absolute() {
+                    model
+                } else {
+                    p.dir.join(model)
+                },
+                epochs: c.get("epochs").and_then(Value::as_f64).unwrap_or(10.0),
+                lr: c
+                    .get("learning_rate")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(5e-5),
+                max_length: c
+                    .get("max_length")
+                    .and_then(Value::as_u64)
+                    .map_or(64, |v| v as usize),
+            })
+        };
+        Self {
+            intents: pick("DuetEncoderClassifier"),
+            tagger: pick("DuetEntityTagger"),
+        }
+    }
+}
+
 /// A trained NLU.
 pub struct Nlu {
-    classifier: TfidfClassifier,
+    classifier: Classifier,
+    /// Where a fine-tuned intent encoder was written (copied on save).
+    classifier_dir: Option<PathBuf>,
+    tagger: Option<(EntityTagger, PathBuf)>,
     settings: NluSettings,
     compiled: Vec<(String, Regex, String)>,
+    /// The training runs of fine-tuned encoders, removed when this NLU is dropped (a saved
+    /// assistant keeps copies of what it needs).
+    scratch: Option<PathBuf>,
+}
+
+impl Drop for Nlu {
+    fn drop(&mut self) {
+        if let Some(s) = &self.scratch {
+            let _ = std::fs::remove_dir_all(s);
+        }
+    }
+}
+
+/// Copies the files of `src` (not sub-folders) into `dst`.
+fn copy_files(src: &Path, dst: &Path) -> Result<()> {
+    std::fs::create_dir_all(dst).map_err(io(dst))?;
+    for e in std::fs::read_dir(src).map_err(io(src))? {
+        let f = e.map_err(io(src))?.path();
+        if f.is_file() {
+            let to = dst.join(f.file_name().unwrap_or_default());
+            std::fs::copy(&f, &to).map_err(io(&to))?;
+        }
+    }
+    Ok(())
+}
+
+/// Fine-tuning settings for a small NLU data set: the encoder recipe with `choice`'s learning
+/// rate and batches of 8; every example is also the validation set (too few to hold out).
+fn recipe(choice: &EncoderChoice, out: &Path) -> duet_train::config::TrainSection {
+    let mut t = duet_train::classify::config::ClsConfig::default().train;
+    t.out = out.to_path_buf();
+    t.lr = choice.lr;
+    t.batch_size = 8;
+    t.log_every = 1000;
+    t.early_stop_metric = "val_loss".into();
+    t
 }
 
 /// Words of a lookup table or annotated values as one case-insensitive alternation.
@@ -103,7 +226,78 @@ impl Nlu {
             c: 100.0,
             ..TfidfConfig::default()
         };
-        let classifier = TfidfClassifier::fit(&cfg, &refs, &y, &labels)?;
+        let choice = NluChoice::of(p);
+        let scratch = p.dir.join("models").join(".train").join(format!(
+            "{}-{}",
+            std::process::id(),
+            examples.len()
+        ));
+        let (classifier, classifier_dir) = match &choice.intents {
+            None => (
+                Classifier::Tfidf(TfidfClassifier::fit(&cfg, &refs, &y, &labels)?),
+                None,
+            ),
+            Some(c) => {
+                let exs: Vec<Example> = texts
+                    .iter()
+                    .zip(&labels_of)
+                    .enumerate()
+                    .map(|(i, (t, l))| Example {
+                        id: i.to_string(),
+                        text: t.clone(),
+                        label: l.clone(),
+                        fields: BTreeMap::new(),
+                    })
+                    .collect();
+                let mut cc = duet_train::classify::config::ClsConfig::default();
+                cc.model.path = c.model.display().to_string();
+                cc.model.max_length = c.max_length;
+                cc.loss.epochs = c.epochs;
+                cc.loss.class_weights =
+                    duet_train::classify::config::ClassWeights::Named("auto".into());
+                cc.train = recipe(c, &scratch.join("intents"));
+                duet_train::classify::run::fit(
+                    &cc,
+                    "",
+                    &exs,
+                    &exs,
+                    false,
+                    Arc::new(AtomicBool::new(false)),
+                    &indicatif::ProgressBar::hidden(),
+                )?;
+                let dir = scratch.join("intents").join("final");
+                (Classifier::load(&dir)?, Some(dir))
+            }
+        };
+        let tagger = match &choice.tagger {
+            None => None,
+            Some(c) => {
+                let sentences: Vec<Sentence> = examples
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, (_, ex))| {
+                        let (plain, ms) = parse_inline(ex).ok()?;
+                        Some(from_mentions(i.to_string(), plain, &ms))
+                    })
+                    .collect();
+                let mut tc = duet_train::tokens::config::TokConfig::default();
+                tc.model.path = c.model.display().to_string();
+                tc.model.max_length = c.max_length;
+                tc.loss.epochs = c.epochs;
+                tc.train = recipe(c, &scratch.join("tagger"));
+                duet_train::tokens::run::fit(
+                    &tc,
+                    "",
+                    &sentences,
+                    &sentences,
+                    false,
+                    Arc::new(AtomicBool::new(false)),
+                    &indicatif::ProgressBar::hidden(),
+                )?;
+                let dir = scratch.join("tagger").join("final");
+                Some((EntityTagger::load(&dir)?, dir))
+            }
+        };
         let mut patterns = Vec::new();
         let mut synonyms = BTreeMap::new();
         for n in &p.nlu {
@@ -155,7 +349,7 @@ impl Nlu {
             .setting("FallbackClassifier", "threshold")
             .and_then(Value::as_f64)
             .unwrap_or(0.3);
-        Self::from_parts(
+        let mut nlu = Self::from_parts(
             classifier,
             NluSettings {
                 threshold,
@@ -163,10 +357,16 @@ impl Nlu {
                 synonyms,
                 intents: p.domain.intent_names(),
             },
-        )
+        )?;
+        nlu.classifier_dir = classifier_dir;
+        nlu.tagger = tagger;
+        if choice.intents.is_some() || choice.tagger.is_some() {
+            nlu.scratch = Some(scratch);
+        }
+        Ok(nlu)
     }
 
-    fn from_parts(classifier: TfidfClassifier, settings: NluSettings) -> Result<Self> {
+    fn from_parts(classifier: Classifier, settings: NluSettings) -> Result<Self> {
         let compiled = settings
             .patterns
             .iter()
@@ -178,24 +378,44 @@ impl Nlu {
             .collect::<Result<_>>()?;
         Ok(Self {
             classifier,
+            classifier_dir: None,
+            tagger: None,
             settings,
             compiled,
+            scratch: None,
         })
     }
 
     /// Writes the NLU into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        self.classifier.save(&dir.join("intents"))?;
+        match (&self.classifier, &self.classifier_dir) {
+            (Classifier::Tfidf(m), _) => m.save(&dir.join("intents"))?,
+            (_, Some(src)) => copy_files(src, &dir.join("intents"))?,
+            (_, None) => {
+                return Err(Error::Model(
+                    "the intent encoder's directory is unknown; train again".into(),
+                ));
+            }
+        }
+        if let Some((_, src)) = &self.tagger {
+            copy_files(src, &dir.join("tagger"))?;
+        }
         let p = dir.join("nlu.json");
         std::fs::write(&p, serde_json::to_vec_pretty(&self.settings)?).map_err(io(&p))
     }
 
     /// Reads an NLU written by [`Nlu::save`].
     pub fn load(dir: &Path) -> Result<Self> {
-        let classifier = TfidfClassifier::load(&dir.join("intents"))?;
+        let classifier = Classifier::load(&dir.join("intents"))?;
         let p = dir.join("nlu.json");
         let settings: NluSettings = serde_json::from_slice(&std::fs::read(&p).map_err(io(&p))?)?;
-        Self::from_parts(classifier, settings)
+        let mut nlu = Self::from_parts(classifier, settings)?;
+        let t = dir.join("tagger");
+        if t.join("config.json").is_file() {
+            nlu.tagger = Some((EntityTagger::load(&t)?, t));
+        }
+        nlu.classifier_dir = Some(dir.join("intents"));
+        Ok(nlu)
     }
 
     /// Intent and entities of a message.
@@ -203,14 +423,16 @@ impl Nlu {
         if let Some(p) = self.payload(text) {
             return p;
         }
-        let probs = self
-            .classifier
-            .predict_proba(&[text])
-            .pop()
-            .unwrap_or_default();
+        let probs = match self.classifier.predict_proba(&[text], 1) {
+            Ok(mut p) => p.pop().unwrap_or_default(),
+            Err(e) => {
+                tracing::error!("intent classifier: {e}");
+                Vec::new()
+            }
+        };
         let mut ranking: Vec<Intent> = self
             .classifier
-            .labels
+            .labels()
             .iter()
             .zip(&probs)
             .map(|(l, &p)| Intent {
@@ -237,9 +459,21 @@ impl Nlu {
         }
     }
 
-    /// Entities found by patterns, longest first where they overlap, values through synonyms.
+    /// Entities found by patterns and the tagger, longest first where they overlap, values
+    /// through synonyms.
     pub fn entities(&self, text: &str) -> Vec<Entity> {
         let mut found: Vec<(usize, usize, &str, &str)> = Vec::new();
+        let tagged = match &self.tagger {
+            Some((t, _)) => t.extract(&[text], 1).unwrap_or_else(|e| {
+                tracing::error!("entity tagger: {e}");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let byte = |c: usize| text.char_indices().nth(c).map_or(text.len(), |(b, _)| b);
+        for e in tagged.iter().flatten() {
+            found.push((byte(e.start), byte(e.end), &e.entity, "DuetEntityTagger"));
+        }
         for (entity, re, source) in &self.compiled {
             for m in re.find_iter(text) {
                 if m.start() < m.end() {
@@ -317,6 +551,6 @@ impl Nlu {
 impl Nlu {
     /// Intents the classifier knows.
     pub fn intent_count(&self) -> usize {
-        self.classifier.labels.len()
+        self.classifier.labels().len()
     }
 }

@@ -140,6 +140,20 @@ impl candle_nn::var_builder::SimpleBackend for Shared {
             .flatten()
         {
             Some(t) if t.dims() == s.dims() => t.to_device(dev)?,
+            // A task head trained for another label set (a token classifier's head when a
+            // sequence classifier is wanted, or other labels): started afresh, as
+            // `transformers`' `ignore_mismatched_sizes` does; the encoder's own tensors must fit.
+            Some(t) if name.starts_with("classifier.") => {
+                tracing::warn!(
+                    "pretrained {name} has shape {:?}, the new head needs {:?}: initialised afresh",
+                    t.dims(),
+                    s.dims()
+                );
+                if let Ok(mut f) = vi.fresh.lock() {
+                    f.push(name.to_owned());
+                }
+                vi.sample(&s, init, dev)?
+            }
             Some(t) => candle_core::bail!(
                 "pretrained {name} has shape {:?}, the model needs {:?}",
                 t.dims(),
