@@ -1169,3 +1169,141 @@ fn custom_actions_run_on_a_real_rasa_sdk_action_server() -> Result<()> {
     assert!(say(&addr, "shopper", "hello")?.contains("in stock"));
     Ok(())
 }
+
+#[test]
+fn questions_nobody_foresaw_go_to_the_language_model_through_the_openai_api() -> Result<()> {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let llama = tmp.path().join("llama");
+    std::fs::create_dir_all(&llama)?;
+    for f in ["config.json", "model.safetensors", "generation_config.json"] {
+        std::fs::copy(
+            root.join("testdata/model/tiny-llama").join(f),
+            llama.join(f),
+        )?;
+    }
+    let cfg = std::fs::read_to_string(llama.join("config.json"))?
+        .replace(
+            "\"max_position_embeddings\": 64",
+            "\"max_position_embeddings\": 512",
+        )
+        .replace("\"eos_token_id\": 2", "\"eos_token_id\": 0");
+    std::fs::write(llama.join("config.json"), cfg)?;
+    small_tokenizer(&llama, duet_tokenizer::Kind::Bpe)?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
+        .args([
+            "serve",
+            "--model",
+            "tiny=llama",
+            "--port",
+            "0",
+            "--api-key",
+            "lm-key",
+        ])
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take();
+    let lm = Killed(child);
+    let mut line = String::new();
+    if let Some(out) = stdout {
+        std::io::BufReader::new(out).read_line(&mut line)?;
+    }
+    let lm_url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .ok_or_else(|| anyhow::anyhow!("no URL in {line:?}"))?
+        .to_owned();
+    let lm_addr = lm_url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+
+    let project = tmp.path().join("bot");
+    std::fs::create_dir_all(project.join("data"))?;
+    std::fs::write(
+        project.join("domain.yml"),
+        "intents:\n  - greet\n  - goodbye\nresponses:\n  utter_greet:\n    - text: Hello!\n  utter_goodbye:\n    - text: Bye!\n  utter_default:\n    - text: Sorry, I can't help with that right now.\n",
+    )?;
+    std::fs::write(
+        project.join("data/nlu.yml"),
+        "nlu:\n- intent: greet\n  examples: |\n    - hi\n    - hello\n    - hey\n    - good morning\n- intent: goodbye\n  examples: |\n    - bye\n    - goodbye\n    - see you\n    - good night\n",
+    )?;
+    std::fs::write(
+        project.join("data/rules.yml"),
+        "rules:\n- rule: greet\n  steps:\n  - intent: greet\n  - action: utter_greet\n- rule: bye\n  steps:\n  - intent: goodbye\n  - action: utter_goodbye\n",
+    )?;
+    std::fs::write(
+        project.join("config.yml"),
+        "pipeline:\n  - name: FallbackClassifier\n    threshold: 0.9\npolicies:\n  - name: RulePolicy\n",
+    )?;
+    std::fs::write(
+        project.join("endpoints.yml"),
+        format!(
+            "llm:\n  url: \"{lm_url}\"\n  model: tiny\n  api_key_env: DUET_TEST_LM_KEY\n  max_tokens: 8\n  timeout: 5\n  retries: 1\n"
+        ),
+    )?;
+    let p = project.to_str().unwrap_or_default();
+    let out = duet(&["dialog", "train", "--project", p], tmp.path())?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
+        .args(["dialog", "serve", "--port", "0", "--project", p])
+        .env("DUET_TEST_LM_KEY", "lm-key")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take();
+    let _dm = Killed(child);
+    let mut line = String::new();
+    if let Some(out) = stdout {
+        std::io::BufReader::new(out).read_line(&mut line)?;
+    }
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .and_then(|w| w.split('/').next())
+        .ok_or_else(|| anyhow::anyhow!("no address in {line:?}"))?
+        .to_owned();
+
+    assert_eq!(say(&addr, "q", "hello")?, "Hello!");
+    let answer = say(
+        &addr,
+        "q",
+        "what is the capital of the moon, my mail is ada@example.com",
+    )?;
+    assert!(
+        !answer.is_empty() && !answer.contains("Sorry"),
+        "{answer:?}"
+    );
+    let (_, tracker) = http(&addr, "GET", "/conversations/q/tracker", "")?;
+    let t: serde_json::Value = serde_json::from_str(&tracker)?;
+    let events = t["events"].as_array().cloned().unwrap_or_default();
+    assert!(
+        events.iter().any(|e| e["event"] == "bot"
+            && e["data"]["source"] == "llm"
+            && e["data"]["model"] == "tiny"),
+        "{tracker}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "action" && e["name"] == "action_llm_fallback")
+    );
+    let (_, metrics) = http(&lm_addr, "GET", "/metrics", "")?;
+    assert!(
+        metrics.contains("chat"),
+        "the LM server saw the request: {metrics}"
+    );
+
+    // The model goes away: the configured fallback arrives within the timeout.
+    drop(lm);
+    let start = std::time::Instant::now();
+    let answer = say(&addr, "q", "tell me a story about dragons")?;
+    assert_eq!(answer, "Sorry, I can't help with that right now.");
+    assert!(start.elapsed().as_secs_f64() < 6.0, "{:?}", start.elapsed());
+    Ok(())
+}

@@ -41,6 +41,7 @@ pub const DEFAULT_ACTIONS: &[&str] = &[
     "action_default_fallback",
     "action_deactivate_loop",
     "action_back",
+    "action_llm_fallback",
 ];
 
 /// Replaces `{slot}` with the slot's value; unknown names stay as written.

@@ -192,13 +192,24 @@ impl Assistant {
             .setting("RulePolicy", "core_fallback_threshold")
             .and_then(Value::as_f64)
             .unwrap_or(0.3);
-        let learned = crate::learned::LearnedPolicy::train(
-            &pairs,
-            setting("max_history").map_or(max_history, |v| v as usize),
-            setting("epochs").map_or(100, |v| v as usize),
-            threshold,
-            42,
-        )?;
+        let wants_learned = p.config.policies.is_empty()
+            || p.config.policies.iter().any(|c| {
+                matches!(
+                    c.get("name").and_then(Value::as_str),
+                    Some("TEDPolicy" | "DuetPolicy")
+                )
+            });
+        let learned = if !wants_learned {
+            None
+        } else {
+            crate::learned::LearnedPolicy::train(
+                &pairs,
+                setting("max_history").map_or(max_history, |v| v as usize),
+                setting("epochs").map_or(100, |v| v as usize),
+                threshold,
+                42,
+            )?
+        };
         Ok(Self {
             domain: p.domain.clone(),
             domain_json: p.domain_json.clone(),
@@ -398,6 +409,45 @@ impl Assistant {
                 }
                 t.apply(Event::Rewind { timestamp: now() });
             }
+            "action_llm_fallback" => {
+                let answer = match &self.endpoints.llm {
+                    Some(ep) => crate::llm::answer(ep, t).map(|a| (a, ep.model.clone())),
+                    None => Err(Error::Model(
+                        "action_llm_fallback: endpoints.yml names no llm".into(),
+                    )),
+                };
+                match answer {
+                    Ok((text, model)) => {
+                        out.push(BotMessage {
+                            recipient_id: t.sender_id.clone(),
+                            text: Some(text.clone()),
+                            image: None,
+                            buttons: vec![],
+                            custom: None,
+                            attachment: None,
+                        });
+                        t.apply(Event::Bot {
+                            text: Some(text),
+                            data: serde_json::json!({"source": "llm", "model": model}),
+                            timestamp: now(),
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        if !utter(t, "utter_default", &mut out) {
+                            let (msg, ev) = actions::render(
+                                &crate::project::ResponseVariant {
+                                    text: Some("Sorry, I can't answer that right now.".into()),
+                                    ..Default::default()
+                                },
+                                t,
+                            );
+                            out.push(msg);
+                            t.apply(ev);
+                        }
+                    }
+                }
+            }
             "action_deactivate_loop" => t.apply(Event::ActiveLoop {
                 name: None,
                 timestamp: now(),
@@ -496,10 +546,13 @@ impl Assistant {
                 t.followup_action = None;
                 break;
             }
-            if name == "action_default_fallback"
-                || name == "action_restart"
-                || name == "action_back"
-            {
+            if matches!(
+                name.as_str(),
+                "action_default_fallback"
+                    | "action_llm_fallback"
+                    | "action_restart"
+                    | "action_back"
+            ) {
                 break;
             }
         }
@@ -653,7 +706,12 @@ impl Assistant {
 impl Assistant {
     /// The next action: rules, memorised stories, the trained policy, then the fallback.
     pub fn predict(&self, t: &Tracker) -> crate::policy::Prediction {
-        self.policies.predict_with(t, self.learned.as_ref())
+        let mut p = self.policies.predict_with(t, self.learned.as_ref());
+        if p.action == "action_default_fallback" && self.endpoints.llm.is_some() {
+            // With a language model configured, what nobody knows goes to the model.
+            p.action = "action_llm_fallback".into();
+        }
+        p
     }
 }
 

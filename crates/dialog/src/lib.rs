@@ -9,6 +9,7 @@ pub mod assistant;
 pub mod check;
 mod error;
 pub mod learned;
+pub mod llm;
 pub mod nlu;
 pub mod policy;
 pub mod project;

@@ -92,6 +92,7 @@ pub const KNOWN_COMPONENTS: &[&str] = &[
     "AugmentedMemoizationPolicy",
     "RulePolicy",
     "TEDPolicy",
+    "DuetPolicy",
 ];
 
 impl NluChoice {

@@ -19,6 +19,9 @@ pub struct Endpoints {
     /// The action server.
     #[serde(default)]
     pub action_endpoint: Option<ActionEndpoint>,
+    /// The language model for answers no rule or story has.
+    #[serde(default)]
+    pub llm: Option<crate::llm::LlmEndpoint>,
 }
 
 /// Where custom actions run.

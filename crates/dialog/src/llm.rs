@@ -1,0 +1,146 @@
+//! The language model behind the assistant: when no rule, story or policy knows what to do, the
+//! Dialog Manager asks an OpenAI-compatible `/v1/chat/completions` endpoint (duet's own server or
+//! any other) with the recent turns, personal data redacted first. A slow or absent model gets
+//! bounded retries within a deadline, then the configured fallback response.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::tracker::{Event, Tracker};
+
+/// `endpoints.yml` `llm:`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LlmEndpoint {
+    /// Base URL of the API (`http://127.0.0.1:8080/v1`).
+    pub url: String,
+    /// The model name to ask for.
+    pub model: String,
+    /// The environment variable holding the API key (sent as a bearer token).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Seconds for the whole answer, retries included (default 10).
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// Further tries after a connection error, 429 or 5xx (default 1).
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Longest answer in tokens (default 128).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature (default 0.7).
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// The system prompt.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// Recent messages sent along (default 6).
+    #[serde(default)]
+    pub history: Option<usize>,
+    /// Redact e-mail addresses, phone and card numbers, IPs and IDs before sending (default
+    /// true).
+    #[serde(default)]
+    pub redact: Option<bool>,
+}
+
+const SYSTEM: &str = "You are a helpful assistant. Answer briefly and politely.";
+
+/// The chat messages for the latest turns of `t`.
+pub fn messages(ep: &LlmEndpoint, t: &Tracker) -> Result<Vec<Value>> {
+    let redactor = if ep.redact.unwrap_or(true) {
+        Some(
+            duet_corpus::pii::Redactor::new(&[])
+                .map_err(|e| Error::Model(format!("the PII redactor: {e}")))?,
+        )
+    } else {
+        None
+    };
+    let clean = |s: &str| match &redactor {
+        Some(r) => r.redact(s).0,
+        None => s.to_owned(),
+    };
+    let mut turns: Vec<Value> = t
+        .session_events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::User { text, .. } => Some(json!({"role": "user", "content": clean(text)})),
+            Event::Bot {
+                text: Some(text), ..
+            } => Some(json!({"role": "assistant", "content": clean(text)})),
+            _ => None,
+        })
+        .collect();
+    let keep = ep.history.unwrap_or(6).max(1);
+    if turns.len() > keep {
+        turns.drain(..turns.len() - keep);
+    }
+    let mut out =
+        vec![json!({"role": "system", "content": ep.system_prompt.as_deref().unwrap_or(SYSTEM)})];
+    out.extend(turns);
+    Ok(out)
+}
+
+/// Asks the model for the next bot message.
+pub fn answer(ep: &LlmEndpoint, t: &Tracker) -> Result<String> {
+    let deadline =
+        Instant::now() + Duration::from_secs_f64(ep.timeout.unwrap_or(10.0).clamp(0.1, 600.0));
+    let url = format!("{}/chat/completions", ep.url.trim_end_matches('/'));
+    let body = json!({
+        "model": ep.model,
+        "messages": messages(ep, t)?,
+        "max_tokens": ep.max_tokens.unwrap_or(128),
+        "temperature": ep.temperature.unwrap_or(0.7),
+    })
+    .to_string();
+    let key = ep
+        .api_key_env
+        .as_deref()
+        .and_then(|v| std::env::var(v).ok());
+    let fail = |why: String| Error::Model(format!("language model at {url}: {why}"));
+    let mut last = String::new();
+    for _ in 0..=ep.retries.unwrap_or(1) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let agent = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .timeout_global(Some(left))
+                .http_status_as_error(false)
+                .build(),
+        );
+        let mut req = agent.post(&url).header("Content-Type", "application/json");
+        if let Some(k) = &key {
+            req = req.header("Authorization", &format!("Bearer {k}"));
+        }
+        let mut resp = match req.send(body.as_str()) {
+            Ok(r) => r,
+            Err(e) => {
+                last = format!("no answer ({e})");
+                continue;
+            }
+        };
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        if status == 429 || status >= 500 {
+            last = format!("HTTP {status}: {text}");
+            continue;
+        }
+        if status != 200 {
+            return Err(fail(format!("HTTP {status}: {text}")));
+        }
+        let v: Value = serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))?;
+        return v["choices"][0]["message"]["content"]
+            .as_str()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| fail(format!("no message in the answer: {text}")));
+    }
+    Err(fail(if last.is_empty() {
+        "timed out".into()
+    } else {
+        last
+    }))
+}
