@@ -42,7 +42,11 @@ pub const DEFAULT_ACTIONS: &[&str] = &[
     "action_deactivate_loop",
     "action_back",
     "action_llm_fallback",
+    TWO_STAGE_FALLBACK,
 ];
+
+/// The loop that asks the user to confirm a guessed intent, then to rephrase.
+pub const TWO_STAGE_FALLBACK: &str = "action_two_stage_fallback";
 
 /// Replaces `{slot}` with the slot's value; unknown names stay as written.
 pub fn fill_template(text: &str, slots: &BTreeMap<String, Value>) -> String {

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use std::ops::Not;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -448,6 +450,7 @@ impl Assistant {
                     }
                 }
             }
+            actions::TWO_STAGE_FALLBACK => self.two_stage_fallback(t, channel, &mut out),
             "action_deactivate_loop" => t.apply(Event::ActiveLoop {
                 name: None,
                 timestamp: now(),
@@ -712,6 +715,132 @@ impl Assistant {
             p.action = "action_llm_fallback".into();
         }
         p
+    }
+}
+
+impl Assistant {
+    /// Rasa's two-stage fallback: a message NLU is unsure of gets "Did you mean '<intent>'?"
+    /// with Yes (`/<intent>`) and No (`/out_of_scope`) buttons; yes carries on as if the user had
+    /// said that intent, no asks to rephrase; a rephrasing NLU understands carries on with it,
+    /// and one it does not ends in `action_default_fallback`.
+    fn two_stage_fallback(
+        &self,
+        t: &mut Tracker,
+        channel: Option<&str>,
+        out: &mut Vec<BotMessage>,
+    ) {
+        let name = actions::TWO_STAGE_FALLBACK;
+        let msg =
+            |text: String, buttons: Vec<crate::project::Button>| crate::project::ResponseVariant {
+                text: Some(text),
+                buttons,
+                ..Default::default()
+            };
+        let say = |t: &mut Tracker,
+                   out: &mut Vec<BotMessage>,
+                   response: &str,
+                   v: crate::project::ResponseVariant| {
+            let chosen = actions::choose(&self.domain, response, t, channel)
+                .cloned()
+                .unwrap_or(v);
+            let (m, ev) = actions::render(&chosen, t);
+            out.push(m);
+            t.apply(ev);
+        };
+        let latest = t.latest_message.clone();
+        let intent = latest
+            .as_ref()
+            .map(|m| m.intent.name.clone())
+            .unwrap_or_default();
+        let ask_affirmation = |t: &mut Tracker, out: &mut Vec<BotMessage>| {
+            let guess = latest
+                .as_ref()
+                .and_then(|m| {
+                    m.intent_ranking
+                        .iter()
+                        .find(|i| i.name != crate::nlu::NLU_FALLBACK)
+                })
+                .map(|i| i.name.clone())
+                .unwrap_or_else(|| "out_of_scope".into());
+            let buttons = vec![
+                crate::project::Button {
+                    title: "Yes".into(),
+                    payload: format!("/{guess}"),
+                },
+                crate::project::Button {
+                    title: "No".into(),
+                    payload: "/out_of_scope".into(),
+                },
+            ];
+            say(
+                t,
+                out,
+                "utter_ask_affirmation",
+                msg(format!("Did you mean '{guess}'?"), buttons),
+            );
+        };
+        if t.active_loop.as_deref() != Some(name) {
+            t.apply(Event::ActiveLoop {
+                name: Some(name.into()),
+                timestamp: now(),
+            });
+            ask_affirmation(t, out);
+            return;
+        }
+        // Where the loop is: bot turns since it started.
+        let start = t
+            .events
+            .iter()
+            .rposition(|e| matches!(e, Event::ActiveLoop { name: Some(n), .. } if n == name))
+            .unwrap_or(0);
+        let asked_rephrase = t.events[start..]
+            .iter()
+            .filter(|e| matches!(e, Event::Bot { .. }))
+            .count()
+            >= 2;
+        let end = |t: &mut Tracker| {
+            t.apply(Event::ActiveLoop {
+                name: None,
+                timestamp: now(),
+            })
+        };
+        if intent == "out_of_scope" && !asked_rephrase {
+            say(
+                t,
+                out,
+                "utter_ask_rephrase",
+                msg(
+                    "I'm sorry, I didn't quite understand that. Could you rephrase?".into(),
+                    vec![],
+                ),
+            );
+            return;
+        }
+        if intent == "out_of_scope" || intent == crate::nlu::NLU_FALLBACK {
+            end(t);
+            out.extend(self.run_action(t, "action_default_fallback", channel));
+            return;
+        }
+        // Understood (confirmed or rephrased): undo the fallback turns and carry on with it.
+        let original = t.events[..start].iter().rev().find_map(|e| match e {
+            Event::User { text, .. } => Some(text.clone()),
+            _ => None,
+        });
+        let users_since = t.events[start..]
+            .iter()
+            .filter(|e| matches!(e, Event::User { .. }))
+            .count();
+        for _ in 0..=users_since {
+            t.apply(Event::Rewind { timestamp: now() });
+        }
+        if t.active_loop.as_deref() == Some(name) {
+            end(t);
+        }
+        let mut parsed = latest.unwrap_or_else(|| self.nlu.parse(""));
+        if let Some(text) = original.filter(|_| asked_rephrase.not()) {
+            parsed.text = text;
+        }
+        self.receive(t, parsed, channel);
     }
 }
 

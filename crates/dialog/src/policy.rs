@@ -455,7 +455,8 @@ impl Policies {
                     confidence: 1.0,
                 };
             }
-            if prev == Some(ACTION_LISTEN) && filled_this_turn(tracker) {
+            let two_stage = form == crate::actions::TWO_STAGE_FALLBACK;
+            if prev == Some(ACTION_LISTEN) && (two_stage || filled_this_turn(tracker)) {
                 return Prediction {
                     action: form.clone(),
                     policy: "RulePolicy",

@@ -180,3 +180,43 @@ fn the_customer_service_example_passes_its_test_stories() -> Result<()> {
     assert_eq!(t.active_loop, None);
     Ok(())
 }
+
+#[test]
+fn two_stage_fallback_confirms_then_asks_to_rephrase() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = starter(tmp.path())?;
+    std::fs::write(
+        dir.join("config.yml"),
+        "pipeline:\n  - name: FallbackClassifier\n    threshold: 0.7\npolicies:\n  - name: MemoizationPolicy\n  - name: RulePolicy\n",
+    )?;
+    std::fs::write(
+        dir.join("data/fallback.yml"),
+        "rules:\n- rule: two-stage fallback\n  steps:\n  - intent: nlu_fallback\n  - action: action_two_stage_fallback\n  - active_loop: action_two_stage_fallback\n",
+    )?;
+    let p = Project::load(&dir)?;
+    let (a, _) = check::train_checked(&p)?;
+    let mut t = a.new_tracker("u");
+    let ask = a.handle(&mut t, "purple elephant xylophone", None);
+    let q = &ask[0];
+    assert!(q.text.as_deref().is_some_and(|s| s.starts_with("Did you mean")), "{ask:?}");
+    assert_eq!(q.buttons.len(), 2);
+    // Yes: carries on with the guessed intent.
+    let guess = q.buttons[0].payload.clone();
+    let on = a.handle(&mut t, &guess, None);
+    assert!(!on.is_empty(), "{guess}: {on:?}");
+    assert_eq!(t.active_loop, None);
+    // No, then a rephrasing that is understood.
+    a.handle(&mut t, "zebra quantum marmalade", None);
+    let re = a.handle(&mut t, "/out_of_scope", None);
+    assert!(re[0].text.as_deref().is_some_and(|s| s.contains("rephrase")), "{re:?}");
+    let greet = a.handle(&mut t, "/greet", None);
+    assert_eq!(greet[0].text.as_deref(), Some("Hey! How are you?"));
+    assert_eq!(t.active_loop, None);
+    // No, then nonsense again: the default fallback.
+    a.handle(&mut t, "zebra quantum marmalade", None);
+    a.handle(&mut t, "/out_of_scope", None);
+    let last = a.handle(&mut t, "quantum zebra", None);
+    assert!(last[0].text.as_deref().is_some_and(|s| s.contains("Sorry")), "{last:?}");
+    assert_eq!(t.active_loop, None);
+    Ok(())
+}
