@@ -1017,7 +1017,7 @@ fn dialog_server_keeps_conversations_across_kill_9_and_serves_many_at_once() -> 
     let out = duet(&["dialog", "test", "--project", p], tmp.path())?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).contains("stories: 19 passed, 0 failed"),
+        text(&out.stdout).contains("stories: 21 passed, 0 failed"),
         "{}",
         text(&out.stdout)
     );

@@ -461,6 +461,21 @@ impl Assistant {
                 t.apply(Event::Rewind { timestamp: now() });
             }
             n if self.domain.forms.contains_key(n) => self.run_form(t, n, channel, &mut out),
+            n if n.starts_with("utter_") && !self.domain.responses.contains_key(n) && {
+                let prefix = format!("{n}/");
+                self.domain.responses.keys().any(|k| k.starts_with(&prefix))
+            } =>
+            {
+                // A retrieval action: the response of the full retrieval intent NLU found.
+                let full = t
+                    .latest_message
+                    .as_ref()
+                    .and_then(|m| m.retrieval_intent().map(str::to_owned));
+                match full {
+                    Some(f) if utter(t, &format!("utter_{f}"), &mut out) => {}
+                    other => tracing::warn!("{n}: no response for retrieval intent {other:?}"),
+                }
+            }
             n if n.starts_with("utter_") => {
                 if !utter(t, n, &mut out) {
                     tracing::warn!("response {n} has no variation for this conversation");
@@ -856,8 +871,10 @@ pub fn action_event(name: &str, policy: Option<&str>, confidence: Option<f64>) -
 
 /// Whether `name` is an action the domain or Rasa defines.
 pub fn known_action(d: &Domain, name: &str) -> bool {
+    let prefix = format!("{name}/");
     DEFAULT_ACTIONS.contains(&name)
         || d.responses.contains_key(name)
+        || d.responses.keys().any(|k| k.starts_with(&prefix))
         || d.forms.contains_key(name)
         || d.actions.iter().any(|a| a.name() == name)
         || name.starts_with("validate_")

@@ -39,7 +39,8 @@ pub fn validate(p: &Project) -> Validation {
         {
             if let Some(i) = &s.intent {
                 used_intents.insert(i.value.clone());
-                if !intents.contains(&i.value) && i.value != crate::nlu::NLU_FALLBACK {
+                let base = i.value.split('/').next().unwrap_or_default();
+                if !intents.contains(base) && i.value != crate::nlu::NLU_FALLBACK {
                     v.errors.push(format!(
                         "{file}:{}: {what} uses intent {:?}, which domain.yml does not declare",
                         i.referenced.line(),
@@ -95,8 +96,9 @@ pub fn validate(p: &Project) -> Validation {
     let mut with_examples = BTreeSet::new();
     for n in &p.nlu {
         if let Some(i) = &n.item.intent {
-            with_examples.insert(i.value.clone());
-            if !intents.contains(&i.value) {
+            with_examples.insert(i.value.split('/').next().unwrap_or_default().to_owned());
+            let base = i.value.split('/').next().unwrap_or_default();
+            if !intents.contains(base) {
                 v.errors.push(format!(
                     "{}:{}: examples of intent {:?}, which domain.yml does not declare",
                     n.file.display(),
@@ -167,7 +169,10 @@ pub fn validate(p: &Project) -> Validation {
             || r.strip_prefix("utter_ask_").is_some_and(|s| {
                 d.slots.contains_key(s) || d.forms.keys().any(|f| s.starts_with(f.as_str()))
             });
-        if !used_actions.contains(r) && !asked && r != "utter_default" {
+        let retrieval = r
+            .split_once('/')
+            .is_some_and(|(action, _)| used_actions.contains(action));
+        if !used_actions.contains(r) && !asked && !retrieval && r != "utter_default" {
             v.warnings.push(format!(
                 "{}: response {r:?} is in no story or rule",
                 p.domain_file.display()
@@ -318,6 +323,7 @@ fn run_story(a: &Assistant, steps: &[Step], k: usize, at: &str) -> Result<(), St
             let parsed = text.as_deref().map(|x| a.nlu.parse(x));
             if let (Some(p), Some(want)) = (&parsed, &expected)
                 && &p.intent.name != want
+                && p.retrieval_intent() != Some(want.as_str())
             {
                 return Err(format!(
                     "line {line}: user {:?}: expected intent {want}, NLU predicted {} ({:.2})",
@@ -352,6 +358,7 @@ fn run_story(a: &Assistant, steps: &[Step], k: usize, at: &str) -> Result<(), St
                 }
             }
             let intent = expected
+                .map(|e| e.split('/').next().unwrap_or_default().to_owned())
                 .or_else(|| parsed.as_ref().map(|p| p.intent.name.clone()))
                 .unwrap_or_default();
             let entities = match &parsed {
@@ -377,6 +384,7 @@ fn run_story(a: &Assistant, steps: &[Step], k: usize, at: &str) -> Result<(), St
                 },
                 entities,
                 intent_ranking: vec![],
+                response_selector: parsed.as_ref().and_then(|p| p.response_selector.clone()),
             };
             a.receive(&mut t, msg, Some("test"));
             listening = false;
@@ -499,10 +507,12 @@ pub fn nlu_cross_validation(p: &Project, k: usize, seed: u64) -> crate::Result<N
         for (i, (_, ex)) in examples.iter().enumerate().filter(|(i, _)| fold[*i] == f) {
             let (plain, mentions) = parse_inline(ex).map_err(crate::Error::Model)?;
             let parsed = nlu.parse(&plain);
-            pred[i] = labels
-                .binary_search(&parsed.intent.name)
-                .unwrap_or(labels.len());
-            if parsed.intent_ranking.first().map(|r| &r.name) == Some(&labels[y[i]]) {
+            let name = parsed
+                .retrieval_intent()
+                .map_or_else(|| parsed.intent.name.clone(), str::to_owned);
+            pred[i] = labels.binary_search(&name).unwrap_or(labels.len());
+            let base = labels[y[i]].split('/').next().unwrap_or_default();
+            if parsed.intent_ranking.first().map(|r| r.name.as_str()) == Some(base) {
                 top1_right += 1;
             }
             let byte = |c: usize| plain.char_indices().nth(c).map_or(plain.len(), |(b, _)| b);

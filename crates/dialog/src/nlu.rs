@@ -452,11 +452,35 @@ impl Nlu {
                 confidence: self.settings.threshold,
             };
         }
+        // Retrieval intents (`faq/ask_delivery`): the intent is `faq`, the full name goes to the
+        // response selector.
+        let mut response_selector = None;
+        if let Some((base, _)) = intent.name.split_once('/') {
+            response_selector = Some(serde_json::json!({ base: {"response": {
+                "intent_response_key": intent.name,
+                "utter_action": format!("utter_{}", intent.name),
+                "confidence": intent.confidence,
+            }}}));
+            intent.name = base.to_owned();
+        }
+        let mut seen = std::collections::HashSet::new();
+        let ranking: Vec<Intent> = ranking
+            .into_iter()
+            .map(|mut i| {
+                if let Some((base, _)) = i.name.split_once('/') {
+                    i.name = base.to_owned();
+                }
+                i
+            })
+            .filter(|i| seen.insert(i.name.clone()))
+            .take(10)
+            .collect();
         ParseData {
             text: text.to_owned(),
             intent,
             entities: self.entities(text),
-            intent_ranking: ranking.into_iter().take(10).collect(),
+            intent_ranking: ranking,
+            response_selector,
         }
     }
 
@@ -545,6 +569,7 @@ impl Nlu {
             intent: intent.clone(),
             entities,
             intent_ranking: vec![intent],
+            response_selector: None,
         })
     }
 }

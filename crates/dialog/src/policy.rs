@@ -159,6 +159,7 @@ pub fn user_event(intent: &str, entities: &[Value]) -> Event {
             },
             entities,
             intent_ranking: vec![],
+            response_selector: None,
         },
         timestamp: 0.0,
         input_channel: None,

@@ -49,6 +49,21 @@ pub struct ParseData {
     /// Every intent, best first.
     #[serde(default)]
     pub intent_ranking: Vec<Intent>,
+    /// For a retrieval intent (`faq/ask_delivery`): the full name and the response to send,
+    /// as Rasa's ResponseSelector reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_selector: Option<serde_json::Value>,
+}
+
+impl ParseData {
+    /// The full retrieval intent (`faq/ask_delivery`) when the intent is a retrieval intent.
+    pub fn retrieval_intent(&self) -> Option<&str> {
+        self.response_selector
+            .as_ref()?
+            .get(&self.intent.name)?
+            .pointer("/response/intent_response_key")?
+            .as_str()
+    }
 }
 
 /// One event of a conversation, tagged as Rasa tags them.
@@ -293,6 +308,7 @@ mod tests {
                 },
                 entities: vec![],
                 intent_ranking: vec![],
+                response_selector: None,
             },
             timestamp: 0.0,
             input_channel: None,

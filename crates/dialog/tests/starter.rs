@@ -198,7 +198,12 @@ fn two_stage_fallback_confirms_then_asks_to_rephrase() -> Result<()> {
     let mut t = a.new_tracker("u");
     let ask = a.handle(&mut t, "purple elephant xylophone", None);
     let q = &ask[0];
-    assert!(q.text.as_deref().is_some_and(|s| s.starts_with("Did you mean")), "{ask:?}");
+    assert!(
+        q.text
+            .as_deref()
+            .is_some_and(|s| s.starts_with("Did you mean")),
+        "{ask:?}"
+    );
     assert_eq!(q.buttons.len(), 2);
     // Yes: carries on with the guessed intent.
     let guess = q.buttons[0].payload.clone();
@@ -208,7 +213,13 @@ fn two_stage_fallback_confirms_then_asks_to_rephrase() -> Result<()> {
     // No, then a rephrasing that is understood.
     a.handle(&mut t, "zebra quantum marmalade", None);
     let re = a.handle(&mut t, "/out_of_scope", None);
-    assert!(re[0].text.as_deref().is_some_and(|s| s.contains("rephrase")), "{re:?}");
+    assert!(
+        re[0]
+            .text
+            .as_deref()
+            .is_some_and(|s| s.contains("rephrase")),
+        "{re:?}"
+    );
     let greet = a.handle(&mut t, "/greet", None);
     assert_eq!(greet[0].text.as_deref(), Some("Hey! How are you?"));
     assert_eq!(t.active_loop, None);
@@ -216,7 +227,10 @@ fn two_stage_fallback_confirms_then_asks_to_rephrase() -> Result<()> {
     a.handle(&mut t, "zebra quantum marmalade", None);
     a.handle(&mut t, "/out_of_scope", None);
     let last = a.handle(&mut t, "quantum zebra", None);
-    assert!(last[0].text.as_deref().is_some_and(|s| s.contains("Sorry")), "{last:?}");
+    assert!(
+        last[0].text.as_deref().is_some_and(|s| s.contains("Sorry")),
+        "{last:?}"
+    );
     assert_eq!(t.active_loop, None);
     Ok(())
 }
