@@ -42,6 +42,7 @@ pub const DEFAULT_ACTIONS: &[&str] = &[
     "action_deactivate_loop",
     "action_back",
     "action_llm_fallback",
+    "action_knowledge",
     TWO_STAGE_FALLBACK,
 ];
 

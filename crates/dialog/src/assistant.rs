@@ -134,6 +134,8 @@ pub struct Assistant {
     pub policies: Policies,
     /// The trained policy network.
     pub learned: Option<crate::learned::LearnedPolicy>,
+    /// Passages of `knowledge/` to answer from.
+    pub knowledge: Option<crate::knowledge::Knowledge>,
 }
 
 /// Where a project's trained assistant lives by default.
@@ -219,6 +221,10 @@ impl Assistant {
             nlu,
             policies,
             learned,
+            knowledge: match crate::knowledge::KnowledgeChoice::of(p) {
+                Some(c) => crate::knowledge::Knowledge::build(p, &c)?,
+                None => None,
+            },
         })
     }
 
@@ -239,6 +245,9 @@ impl Assistant {
         };
         if let Some(l) = &self.learned {
             l.save(&tmp)?;
+        }
+        if let Some(k) = &self.knowledge {
+            k.save(&tmp)?;
         }
         let mf = tmp.join("manifest.json");
         std::fs::write(&mf, serde_json::to_vec_pretty(&m)?).map_err(io(&mf))?;
@@ -274,6 +283,7 @@ impl Assistant {
             nlu: Nlu::load(&dir.join("nlu"))?,
             policies,
             learned: crate::learned::LearnedPolicy::load(dir)?,
+            knowledge: crate::knowledge::Knowledge::load(dir)?,
         })
     }
 
@@ -411,9 +421,77 @@ impl Assistant {
                 }
                 t.apply(Event::Rewind { timestamp: now() });
             }
+            "action_knowledge" => {
+                let query = t
+                    .latest_message
+                    .as_ref()
+                    .map(|m| m.text.clone())
+                    .unwrap_or_default();
+                let best = self.knowledge.as_ref().map(|k| {
+                    k.search(&query, 1).map(|v| {
+                        v.into_iter()
+                            .next()
+                            .filter(|(_, s)| *s >= k.min_score)
+                            .map(|(p, s)| (p.clone(), s))
+                    })
+                });
+                match best {
+                    Some(Ok(Some((p, score)))) => {
+                        out.push(BotMessage {
+                            recipient_id: t.sender_id.clone(),
+                            text: Some(p.text.clone()),
+                            image: None,
+                            buttons: vec![],
+                            custom: None,
+                            attachment: None,
+                        });
+                        t.apply(Event::Bot {
+                            text: Some(p.text.clone()),
+                            data: serde_json::json!({"source": "knowledge", "passage": {"source": p.source, "heading": p.heading}, "score": score}),
+                            timestamp: now(),
+                        });
+                    }
+                    other => {
+                        if let Some(Err(e)) = other {
+                            tracing::error!("{e}");
+                        }
+                        if !utter(t, "utter_default", &mut out) {
+                            let (msg, ev) = actions::render(
+                                &crate::project::ResponseVariant {
+                                    text: Some("Sorry, I don't know the answer to that.".into()),
+                                    ..Default::default()
+                                },
+                                t,
+                            );
+                            out.push(msg);
+                            t.apply(ev);
+                        }
+                    }
+                }
+            }
             "action_llm_fallback" => {
+                let query = t
+                    .latest_message
+                    .as_ref()
+                    .map(|m| m.text.clone())
+                    .unwrap_or_default();
+                let context: Vec<crate::knowledge::Passage> = match &self.knowledge {
+                    Some(k) => k
+                        .search(&query, 3)
+                        .map(|v| {
+                            v.into_iter()
+                                .filter(|(_, s)| *s >= k.min_score)
+                                .map(|(p, _)| p.clone())
+                                .collect()
+                        })
+                        .unwrap_or_else(|e| {
+                            tracing::error!("{e}");
+                            Vec::new()
+                        }),
+                    None => Vec::new(),
+                };
                 let answer = match &self.endpoints.llm {
-                    Some(ep) => crate::llm::answer(ep, t).map(|a| (a, ep.model.clone())),
+                    Some(ep) => crate::llm::answer(ep, t, &context).map(|a| (a, ep.model.clone())),
                     None => Err(Error::Model(
                         "action_llm_fallback: endpoints.yml names no llm".into(),
                     )),
@@ -428,9 +506,13 @@ impl Assistant {
                             custom: None,
                             attachment: None,
                         });
+                        let sources: Vec<_> = context
+                            .iter()
+                            .map(|p| serde_json::json!({"source": p.source, "heading": p.heading}))
+                            .collect();
                         t.apply(Event::Bot {
                             text: Some(text),
-                            data: serde_json::json!({"source": "llm", "model": model}),
+                            data: serde_json::json!({"source": "llm", "model": model, "passages": sources}),
                             timestamp: now(),
                         });
                     }
@@ -725,9 +807,14 @@ impl Assistant {
     /// The next action: rules, memorised stories, the trained policy, then the fallback.
     pub fn predict(&self, t: &Tracker) -> crate::policy::Prediction {
         let mut p = self.policies.predict_with(t, self.learned.as_ref());
-        if p.action == "action_default_fallback" && self.endpoints.llm.is_some() {
-            // With a language model configured, what nobody knows goes to the model.
-            p.action = "action_llm_fallback".into();
+        if p.action == "action_default_fallback" {
+            // What nobody knows goes to the language model (with passages of the knowledge
+            // base), or to the knowledge base alone.
+            if self.endpoints.llm.is_some() {
+                p.action = "action_llm_fallback".into();
+            } else if self.knowledge.is_some() {
+                p.action = "action_knowledge".into();
+            }
         }
         p
     }

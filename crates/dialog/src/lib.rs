@@ -8,6 +8,7 @@ pub mod actions;
 pub mod assistant;
 pub mod check;
 mod error;
+pub mod knowledge;
 pub mod learned;
 pub mod llm;
 pub mod nlu;

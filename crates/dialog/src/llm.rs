@@ -47,8 +47,12 @@ pub struct LlmEndpoint {
 
 const SYSTEM: &str = "You are a helpful assistant. Answer briefly and politely.";
 
-/// The chat messages for the latest turns of `t`.
-pub fn messages(ep: &LlmEndpoint, t: &Tracker) -> Result<Vec<Value>> {
+/// The chat messages for the latest turns of `t`, the system prompt carrying `context`.
+pub fn messages(
+    ep: &LlmEndpoint,
+    t: &Tracker,
+    context: &[crate::knowledge::Passage],
+) -> Result<Vec<Value>> {
     let redactor = if ep.redact.unwrap_or(true) {
         Some(
             duet_corpus::pii::Redactor::new(&[])
@@ -76,20 +80,30 @@ pub fn messages(ep: &LlmEndpoint, t: &Tracker) -> Result<Vec<Value>> {
     if turns.len() > keep {
         turns.drain(..turns.len() - keep);
     }
-    let mut out =
-        vec![json!({"role": "system", "content": ep.system_prompt.as_deref().unwrap_or(SYSTEM)})];
+    let mut system = ep.system_prompt.as_deref().unwrap_or(SYSTEM).to_owned();
+    if !context.is_empty() {
+        system.push_str("\n\nAnswer from these passages of our documents:\n");
+        for (i, p) in context.iter().enumerate() {
+            system.push_str(&format!("[{}] {}: {}\n", i + 1, p.heading, clean(&p.text)));
+        }
+    }
+    let mut out = vec![json!({"role": "system", "content": system})];
     out.extend(turns);
     Ok(out)
 }
 
-/// Asks the model for the next bot message.
-pub fn answer(ep: &LlmEndpoint, t: &Tracker) -> Result<String> {
+/// Asks the model for the next bot message, grounded in `context`.
+pub fn answer(
+    ep: &LlmEndpoint,
+    t: &Tracker,
+    context: &[crate::knowledge::Passage],
+) -> Result<String> {
     let deadline =
         Instant::now() + Duration::from_secs_f64(ep.timeout.unwrap_or(10.0).clamp(0.1, 600.0));
     let url = format!("{}/chat/completions", ep.url.trim_end_matches('/'));
     let body = json!({
         "model": ep.model,
-        "messages": messages(ep, t)?,
+        "messages": messages(ep, t, context)?,
         "max_tokens": ep.max_tokens.unwrap_or(128),
         "temperature": ep.temperature.unwrap_or(0.7),
     })

@@ -88,6 +88,7 @@ pub const KNOWN_COMPONENTS: &[&str] = &[
     "FallbackClassifier",
     "DuetEncoderClassifier",
     "DuetEntityTagger",
+    "DuetKnowledge",
     "MemoizationPolicy",
     "AugmentedMemoizationPolicy",
     "RulePolicy",

