@@ -128,6 +128,10 @@ pub struct Assistant {
     pub domain_json: Value,
     /// The action server.
     pub endpoints: crate::remote::Endpoints,
+    /// Programs and HTTP calls the assistant may run.
+    pub commands: crate::commands::Commands,
+    /// The project folder (commands run in it).
+    pub project_dir: PathBuf,
     /// NLU.
     pub nlu: Nlu,
     /// Policies.
@@ -218,6 +222,8 @@ impl Assistant {
             domain: p.domain.clone(),
             domain_json: p.domain_json.clone(),
             endpoints: p.endpoints.clone(),
+            commands: p.commands.clone(),
+            project_dir: p.dir.clone(),
             nlu,
             policies,
             learned,
@@ -280,6 +286,8 @@ impl Assistant {
             domain: p.domain.clone(),
             domain_json: p.domain_json.clone(),
             endpoints: p.endpoints.clone(),
+            commands: p.commands.clone(),
+            project_dir: p.dir.clone(),
             nlu: Nlu::load(&dir.join("nlu"))?,
             policies,
             learned: crate::learned::LearnedPolicy::load(dir)?,
@@ -563,6 +571,14 @@ impl Assistant {
                     tracing::warn!("response {n} has no variation for this conversation");
                 }
             }
+            n if self.commands.commands.contains_key(n) => {
+                if let Err(e) = self.run_command(t, n, channel, &mut out) {
+                    tracing::error!("{e}");
+                    if !utter(t, "utter_default", &mut out) {
+                        tracing::warn!("no utter_default to say that {n} failed");
+                    }
+                }
+            }
             n => {
                 if let Err(e) = self.run_custom(t, n, channel, &mut out) {
                     tracing::error!("{e}");
@@ -571,6 +587,42 @@ impl Assistant {
             }
         }
         out
+    }
+
+    /// Runs a command of `commands.yml`: slots from its JSON output, then its response with
+    /// `{output}`.
+    pub fn run_command(
+        &self,
+        t: &mut Tracker,
+        name: &str,
+        channel: Option<&str>,
+        out: &mut Vec<BotMessage>,
+    ) -> Result<()> {
+        let decl = self
+            .commands
+            .commands
+            .get(name)
+            .ok_or_else(|| Error::Model(format!("no command {name}")))?;
+        let o = crate::commands::run(decl, name, &self.project_dir, &t.slots)?;
+        for (k, v) in o.json.iter().flatten() {
+            if self.domain.slots.contains_key(k) {
+                t.apply(Event::Slot {
+                    name: k.clone(),
+                    value: v.clone(),
+                    timestamp: now(),
+                });
+            }
+        }
+        if let Some(r) = &decl.response
+            && let Some(v) = actions::choose(&self.domain, r, t, channel)
+        {
+            let mut v = v.clone();
+            v.text = v.text.map(|x| x.replace("{output}", &o.text));
+            let (msg, ev) = actions::render(&v, t);
+            out.push(msg);
+            t.apply(ev);
+        }
+        Ok(())
     }
 
     /// Runs a custom action on the action server: its events are applied, its responses sent.
@@ -956,8 +1008,11 @@ pub fn action_event(name: &str, policy: Option<&str>, confidence: Option<f64>) -
     }
 }
 
-/// Whether `name` is an action the domain or Rasa defines.
-pub fn known_action(d: &Domain, name: &str) -> bool {
+/// Whether `name` is an action the domain, the commands or Rasa defines.
+pub fn known_action(d: &Domain, c: &crate::commands::Commands, name: &str) -> bool {
+    if c.commands.contains_key(name) {
+        return true;
+    }
     let prefix = format!("{name}/");
     DEFAULT_ACTIONS.contains(&name)
         || d.responses.contains_key(name)

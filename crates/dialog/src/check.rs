@@ -50,7 +50,7 @@ pub fn validate(p: &Project) -> Validation {
             }
             if let Some(a) = &s.action {
                 used_actions.insert(a.value.clone());
-                if !known_action(d, &a.value) {
+                if !known_action(d, &p.commands, &a.value) {
                     v.errors.push(format!(
                         "{file}:{}: {what} uses action {:?}, which is neither a response, a form, an action of domain.yml nor a default action",
                         a.referenced.line(),
@@ -179,11 +179,60 @@ pub fn validate(p: &Project) -> Validation {
             ));
         }
     }
+    for (name, c) in &p.commands.commands {
+        let file = p.dir.join("commands.yml");
+        match (&c.program, &c.http) {
+            (Some(prog), None) => {
+                let path = std::path::Path::new(prog);
+                let path = if path.is_absolute() {
+                    path.to_path_buf()
+                } else {
+                    p.dir.join(path)
+                };
+                if !path.is_file() {
+                    v.errors.push(format!(
+                        "{}: command {name}: program {} does not exist",
+                        file.display(),
+                        path.display()
+                    ));
+                }
+            }
+            (None, Some(_)) => {}
+            _ => v.errors.push(format!(
+                "{}: command {name}: give exactly one of `program` and `http`",
+                file.display()
+            )),
+        }
+        let templates = c.args.iter().chain(c.http.iter().map(|h| &h.url));
+        for t in templates {
+            for slot in t
+                .split('{')
+                .skip(1)
+                .filter_map(|x| x.split_once('}').map(|(n, _)| n))
+            {
+                if !d.slots.contains_key(slot) {
+                    v.errors.push(format!(
+                        "{}: command {name}: {{{slot}}} is not a slot of the domain",
+                        file.display()
+                    ));
+                }
+            }
+        }
+        if let Some(r) = &c.response
+            && !d.responses.contains_key(r)
+        {
+            v.errors.push(format!(
+                "{}: command {name}: response {r} is not in the domain",
+                file.display()
+            ));
+        }
+    }
     let custom: Vec<String> = d
         .actions
         .iter()
         .map(crate::project::Decl::name)
         .filter(|a| !crate::actions::DEFAULT_ACTIONS.contains(&a.as_str()))
+        .filter(|a| !p.commands.commands.contains_key(a))
         .collect();
     if !custom.is_empty() && p.endpoints.action_endpoint.is_none() {
         v.warnings.push(format!(

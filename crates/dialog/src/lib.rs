@@ -7,6 +7,7 @@
 pub mod actions;
 pub mod assistant;
 pub mod check;
+pub mod commands;
 mod error;
 pub mod knowledge;
 pub mod learned;

@@ -393,6 +393,8 @@ pub struct Project {
     pub tests: Vec<InFile<Story>>,
     /// `endpoints.yml` (the action server).
     pub endpoints: crate::remote::Endpoints,
+    /// `commands.yml`: programs and HTTP calls the assistant may run.
+    pub commands: crate::commands::Commands,
     /// The domain as JSON, as action servers receive it.
     pub domain_json: Value,
     /// Files that training depends on, for the model's fingerprint.
@@ -483,6 +485,13 @@ impl Project {
         } else {
             Default::default()
         };
+        let commands_file = dir.join("commands.yml");
+        let commands: crate::commands::Commands = if commands_file.is_file() {
+            files.push(commands_file.clone());
+            read_yaml(&commands_file)?
+        } else {
+            Default::default()
+        };
         let (mut nlu, mut stories, mut rules) = (Vec::new(), Vec::new(), Vec::new());
         for f in yaml_files(&dir.join("data"))? {
             let d: DataFile = read_yaml(&f)?;
@@ -539,6 +548,7 @@ impl Project {
             rules,
             tests,
             endpoints,
+            commands,
             domain_json: Value::Object(domain_json),
             files,
             warnings,
