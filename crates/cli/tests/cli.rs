@@ -1307,3 +1307,68 @@ fn questions_nobody_foresaw_go_to_the_language_model_through_the_openai_api() ->
     assert!(start.elapsed().as_secs_f64() < 6.0, "{:?}", start.elapsed());
     Ok(())
 }
+
+/// `node` with playwright-core (from npm) under the target directory, installed on first use.
+fn node_with_playwright() -> Result<std::path::PathBuf> {
+    let _guard = VENV.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-node");
+    if !dir.join("node_modules/playwright-core").is_dir() {
+        std::fs::create_dir_all(&dir)?;
+        let out = Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg("playwright-core@1.64")
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "npm install playwright-core: {}",
+            text(&out.stderr)
+        );
+    }
+    Ok(dir)
+}
+
+#[test]
+fn the_web_chat_works_in_headless_chromium() -> Result<()> {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    anyhow::ensure!(
+        Path::new(&chromium).is_file(),
+        "{chromium} is missing: install Debian's chromium (.ci/run does)"
+    );
+    let node_dir = node_with_playwright()?;
+    let tmp = tempfile::tempdir()?;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/customer-service");
+    let project = tmp.path().join("shop");
+    for sub in ["", "data", "tests"] {
+        std::fs::create_dir_all(project.join(sub))?;
+        for e in std::fs::read_dir(src.join(sub))? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "yml") {
+                std::fs::copy(
+                    &p,
+                    project.join(sub).join(p.file_name().unwrap_or_default()),
+                )?;
+            }
+        }
+    }
+    let p = project.to_str().unwrap_or_default();
+    let out = duet(&["dialog", "train", "--project", p], tmp.path())?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_server, addr) = dialog_server(&project)?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/webchat.mjs");
+    let local = node_dir.join("webchat.mjs");
+    std::fs::copy(&script, &local)?;
+    let out = Command::new("node")
+        .arg(&local)
+        .arg(format!("http://{addr}"))
+        .env("CHROMIUM", &chromium)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("all checks passed"));
+    Ok(())
+}

@@ -1,6 +1,6 @@
 //! The assistant over HTTP, as Rasa serves it: the REST channel
 //! (`POST /webhooks/rest/webhook`), `GET /conversations/{id}/tracker`, `POST /model/parse`,
-//! `GET /status`. Messages of one conversation are handled one at a time (in arrival order);
+//! `GET /status`, and a web chat page at `/chat`. Messages of one conversation are handled one at a time (in arrival order);
 //! different conversations run in parallel. Bad requests get a JSON error naming the field.
 
 use std::collections::HashMap;
@@ -176,6 +176,12 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
     Json(s.status.clone())
 }
 
+/// The web chat page: messages, buttons and images over the REST channel; the conversation id
+/// is kept in the browser's local storage and the history reloads from the tracker.
+async fn chat_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("../assets/chat.html"))
+}
+
 async fn hello() -> &'static str {
     concat!("Hello from duet: ", env!("CARGO_PKG_VERSION"))
 }
@@ -184,6 +190,7 @@ async fn hello() -> &'static str {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(hello))
+        .route("/chat", get(chat_page))
         .route("/webhooks/rest/webhook", post(webhook))
         .route("/conversations/{id}/tracker", get(tracker))
         .route("/model/parse", post(parse))
