@@ -956,10 +956,16 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String
 
 /// Starts `duet dialog serve` on a free port; the process and its address.
 fn dialog_server(project: &Path) -> Result<(Killed, String)> {
+    dialog_server_with(project, &[])
+}
+
+/// Starts `duet dialog serve` on a free port with more arguments.
+fn dialog_server_with(project: &Path, extra: &[&str]) -> Result<(Killed, String)> {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
         .args(["dialog", "serve", "--port", "0", "--project"])
         .arg(project)
+        .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()?;
@@ -1370,5 +1376,129 @@ fn the_web_chat_works_in_headless_chromium() -> Result<()> {
         text(&out.stderr)
     );
     assert!(text(&out.stdout).contains("all checks passed"));
+    Ok(())
+}
+
+/// A throwaway PostgreSQL server (Debian's postgresql package, which `.ci/run` installs) in a
+/// temporary folder, stopped when dropped; run as the `postgres` user when the test is root.
+struct Postgres {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    root: bool,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    fn run(&self, args: &[&str]) -> Result<std::process::Output> {
+        let mut c = if self.root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]);
+            c
+        } else {
+            Command::new(self.bin.join(args[0]))
+        };
+        if self.root {
+            c.arg(self.bin.join(args[0]));
+        }
+        Ok(c.args(&args[1..]).output()?)
+    }
+
+    fn start() -> Result<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .map_err(|e| anyhow::anyhow!("PostgreSQL is not installed (.ci/run installs it): {e}"))?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").is_file())
+            .max()
+            .ok_or_else(|| anyhow::anyhow!("no initdb under /usr/lib/postgresql"))?;
+        let root = Command::new("id")
+            .arg("-u")
+            .output()?
+            .stdout
+            .starts_with(b"0");
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data)?;
+        if root {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()?
+                .success();
+            anyhow::ensure!(ok, "chown postgres failed");
+        }
+        let port = free_port()?;
+        let pg = Self {
+            bin,
+            data: data.clone(),
+            root,
+            url: format!("postgres://duet@127.0.0.1:{port}/postgres"),
+            _dir: dir,
+        };
+        let d = data.to_str().unwrap_or_default();
+        let out = pg.run(&["initdb", "-D", d, "-A", "trust", "-U", "duet"])?;
+        anyhow::ensure!(out.status.success(), "initdb: {}", text(&out.stderr));
+        let opts = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1");
+        let log = format!("{d}/log");
+        let out = pg.run(&["pg_ctl", "-D", d, "-o", &opts, "-l", &log, "-w", "start"])?;
+        anyhow::ensure!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        Ok(pg)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let d = self.data.to_str().unwrap_or_default().to_owned();
+        let _ = self.run(&["pg_ctl", "-D", &d, "-m", "immediate", "stop"]);
+    }
+}
+
+#[test]
+fn two_dialog_servers_share_conversations_through_postgresql() -> Result<()> {
+    let pg = Postgres::start()?;
+    let tmp = tempfile::tempdir()?;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/customer-service");
+    let project = tmp.path().join("shop");
+    for sub in ["", "data", "tests"] {
+        std::fs::create_dir_all(project.join(sub))?;
+        for e in std::fs::read_dir(src.join(sub))? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "yml") {
+                std::fs::copy(
+                    &p,
+                    project.join(sub).join(p.file_name().unwrap_or_default()),
+                )?;
+            }
+        }
+    }
+    let p = project.to_str().unwrap_or_default();
+    let out = duet(&["dialog", "train", "--project", p], tmp.path())?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let store = ["--tracker-store", pg.url.as_str()];
+    let (_a, one) = dialog_server_with(&project, &store)?;
+    let (_b, two) = dialog_server_with(&project, &store)?;
+    // One conversation, its turns alternating between the two servers.
+    assert!(say(&one, "shared", "I want to return something")?.contains("order number"));
+    assert!(say(&two, "shared", "ORD-24680")?.contains("Which product"));
+    assert!(say(&one, "shared", "the keyboard")?.contains("Why are you returning"));
+    let done = say(&two, "shared", "it was broken")?;
+    assert!(
+        done.contains("keyboard") && done.contains("ORD-24680") && done.contains("damaged"),
+        "{done}"
+    );
+    for addr in [&one, &two] {
+        let (_, tracker) = http(addr, "GET", "/conversations/shared/tracker", "")?;
+        let t: serde_json::Value = serde_json::from_str(&tracker)?;
+        assert_eq!(t["slots"]["order_id"], "ORD-24680");
+        assert_eq!(t["slots"]["product"], "keyboard");
+        assert_eq!(t["slots"]["return_reason"], "damaged");
+    }
     Ok(())
 }

@@ -146,7 +146,15 @@ async fn tracker(
     State(s): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
-    let (t, _) = s.tracker(&id)?;
+    let s2 = s.clone();
+    let (t, _) = tokio::task::spawn_blocking(move || s2.tracker(&id))
+        .await
+        .map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the handler failed: {e}"),
+            )
+        })??;
     Ok(Json(json!({
         "sender_id": t.sender_id,
         "slots": t.slots,
@@ -169,7 +177,15 @@ async fn parse(
     b: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let r: ParseRequest = body(b)?;
-    Ok(Json(s.assistant.nlu.parse(&r.text)).into_response())
+    let parsed = tokio::task::spawn_blocking(move || s.assistant.nlu.parse(&r.text))
+        .await
+        .map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the handler failed: {e}"),
+            )
+        })?;
+    Ok(Json(parsed).into_response())
 }
 
 async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
@@ -196,5 +212,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/model/parse", post(parse))
         .route("/status", get(status))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state)
 }

@@ -1,5 +1,6 @@
 //! Tracker stores: where conversations live between messages. SQLite (the default: one row per
-//! event, WAL journal, so a conversation survives a crash and restart) or memory.
+//! event, WAL journal, so a conversation survives a crash and restart), PostgreSQL (shared by
+//! several Dialog Manager processes) or memory.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -115,6 +116,78 @@ impl TrackerStore for SqliteStore {
             .map_err(db)?;
         }
         tx.commit().map_err(db)
+    }
+}
+
+/// Conversations in PostgreSQL, so that several Dialog Manager processes share them. Appends to
+/// one conversation are serialised across processes by a transaction-scoped advisory lock.
+pub struct PostgresStore {
+    client: Mutex<postgres::Client>,
+}
+
+fn pg(e: postgres::Error) -> Error {
+    Error::Model(format!("PostgreSQL tracker store: {e}"))
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`) and creates the table.
+    pub fn connect(url: &str) -> Result<Self> {
+        let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(pg)?;
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS duet_events (
+                     sender TEXT NOT NULL, seq BIGINT NOT NULL, event TEXT NOT NULL,
+                     PRIMARY KEY (sender, seq))",
+            )
+            .map_err(pg)?;
+        Ok(Self {
+            client: Mutex::new(client),
+        })
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, postgres::Client>> {
+        self.client
+            .lock()
+            .map_err(|_| Error::Model("the tracker store's lock is poisoned".into()))
+    }
+}
+
+impl TrackerStore for PostgresStore {
+    fn events(&self, sender: &str) -> Result<Vec<Event>> {
+        let rows = self
+            .lock()?
+            .query(
+                "SELECT event FROM duet_events WHERE sender = $1 ORDER BY seq",
+                &[&sender],
+            )
+            .map_err(pg)?;
+        rows.iter()
+            .map(|r| Ok(serde_json::from_str(r.get::<_, &str>(0))?))
+            .collect()
+    }
+
+    fn append(&self, sender: &str, events: &[Event]) -> Result<()> {
+        let mut client = self.lock()?;
+        let mut tx = client.transaction().map_err(pg)?;
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&sender])
+            .map_err(pg)?;
+        let next: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM duet_events WHERE sender = $1",
+                &[&sender],
+            )
+            .map_err(pg)?
+            .get(0);
+        for (i, e) in events.iter().enumerate() {
+            let seq = next + i as i64;
+            let json = serde_json::to_string(e)?;
+            tx.execute(
+                "INSERT INTO duet_events (sender, seq, event) VALUES ($1, $2, $3)",
+                &[&sender, &seq, &json],
+            )
+            .map_err(pg)?;
+        }
+        tx.commit().map_err(pg)
     }
 }
 

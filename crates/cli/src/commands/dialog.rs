@@ -34,8 +34,8 @@ pub struct DialogServeArgs {
     /// Port (0: any free port).
     #[arg(long, default_value_t = 5005)]
     pub port: u16,
-    /// The SQLite tracker store (default: PROJECT/models/trackers.db); `memory` keeps
-    /// conversations in memory only.
+    /// The SQLite tracker store (default: PROJECT/models/trackers.db), a PostgreSQL URL
+    /// (`postgres://user:password@host/db`, shared by several servers), or `memory`.
     #[arg(long)]
     pub tracker_store: Option<String>,
 }
@@ -217,12 +217,18 @@ pub fn chat(a: ChatArgs) -> Result<()> {
 
 /// Runs `duet dialog serve`.
 fn serve(a: DialogServeArgs) -> Result<()> {
-    use duet_dialog::store::{MemoryStore, SqliteStore, TrackerStore};
+    use duet_dialog::store::{MemoryStore, PostgresStore, SqliteStore, TrackerStore};
     let p = load(&a.project.project)?;
     let dir = model_dir(&a.project);
     let assistant = Assistant::load(&p, &dir)?;
     let (store, where_): (Box<dyn TrackerStore>, String) = match a.tracker_store.as_deref() {
         Some("memory") => (Box::new(MemoryStore::default()), "memory".into()),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            // The sync client runs its own runtime: connect before ours starts.
+            let store = PostgresStore::connect(url)?;
+            let shown = url.split('@').next_back().unwrap_or(url);
+            (Box::new(store), format!("postgresql ({shown})"))
+        }
         other => {
             let path = other.map_or_else(
                 || a.project.project.join("models/trackers.db"),
