@@ -10,7 +10,7 @@ BIN="${DUET_BIN:-target/release/duet}"
 N="${1:-100}"
 OUT=data/bench/dialog
 rm -rf "$OUT" && mkdir -p "$OUT/shop"
-cp -r examples/customer-service/{domain.yml,config.yml,endpoints.yml,data,tests} "$OUT/shop/"
+cp -r examples/customer-service/{domain.yml,config.yml,endpoints.yml,commands.yml,data,tests,services} "$OUT/shop/"
 "$BIN" dialog train --project "$OUT/shop"
 "$BIN" dialog serve --project "$OUT/shop" --port 0 > "$OUT/server.out" 2> "$OUT/server.err" &
 PID=$!

@@ -1005,25 +1005,14 @@ fn dialog_server_keeps_conversations_across_kill_9_and_serves_many_at_once() -> 
     let tmp = tempfile::tempdir()?;
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/customer-service");
     let project = tmp.path().join("shop");
-    for sub in ["", "data", "tests"] {
-        std::fs::create_dir_all(project.join(sub))?;
-        for e in std::fs::read_dir(src.join(sub))? {
-            let p = e?.path();
-            if p.extension().is_some_and(|x| x == "yml") {
-                std::fs::copy(
-                    &p,
-                    project.join(sub).join(p.file_name().unwrap_or_default()),
-                )?;
-            }
-        }
-    }
+    copy_example(&src, &project)?;
     let p = project.to_str().unwrap_or_default();
     let out = duet(&["dialog", "train", "--project", p], tmp.path())?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = duet(&["dialog", "test", "--project", p], tmp.path())?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).contains("stories: 21 passed, 0 failed"),
+        text(&out.stdout).contains("stories: 22 passed, 0 failed"),
         "{}",
         text(&out.stdout)
     );
@@ -1345,18 +1334,7 @@ fn the_web_chat_works_in_headless_chromium() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/customer-service");
     let project = tmp.path().join("shop");
-    for sub in ["", "data", "tests"] {
-        std::fs::create_dir_all(project.join(sub))?;
-        for e in std::fs::read_dir(src.join(sub))? {
-            let p = e?.path();
-            if p.extension().is_some_and(|x| x == "yml") {
-                std::fs::copy(
-                    &p,
-                    project.join(sub).join(p.file_name().unwrap_or_default()),
-                )?;
-            }
-        }
-    }
+    copy_example(&src, &project)?;
     let p = project.to_str().unwrap_or_default();
     let out = duet(&["dialog", "train", "--project", p], tmp.path())?;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -1466,18 +1444,7 @@ fn two_dialog_servers_share_conversations_through_postgresql() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/customer-service");
     let project = tmp.path().join("shop");
-    for sub in ["", "data", "tests"] {
-        std::fs::create_dir_all(project.join(sub))?;
-        for e in std::fs::read_dir(src.join(sub))? {
-            let p = e?.path();
-            if p.extension().is_some_and(|x| x == "yml") {
-                std::fs::copy(
-                    &p,
-                    project.join(sub).join(p.file_name().unwrap_or_default()),
-                )?;
-            }
-        }
-    }
+    copy_example(&src, &project)?;
     let p = project.to_str().unwrap_or_default();
     let out = duet(&["dialog", "train", "--project", p], tmp.path())?;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -1499,6 +1466,24 @@ fn two_dialog_servers_share_conversations_through_postgresql() -> Result<()> {
         assert_eq!(t["slots"]["order_id"], "ORD-24680");
         assert_eq!(t["slots"]["product"], "keyboard");
         assert_eq!(t["slots"]["return_reason"], "damaged");
+    }
+    Ok(())
+}
+
+/// Copies the customer-service example's YAML files and services (not its models, results or
+/// knowledge base, whose embedding model is not at the relative path in a copy).
+fn copy_example(src: &Path, project: &Path) -> Result<()> {
+    for sub in ["", "data", "tests", "services"] {
+        std::fs::create_dir_all(project.join(sub))?;
+        for e in std::fs::read_dir(src.join(sub))? {
+            let p = e?.path();
+            if p.is_file() && (sub == "services" || p.extension().is_some_and(|x| x == "yml")) {
+                std::fs::copy(
+                    &p,
+                    project.join(sub).join(p.file_name().unwrap_or_default()),
+                )?;
+            }
+        }
     }
     Ok(())
 }

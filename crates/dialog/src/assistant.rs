@@ -463,7 +463,10 @@ impl Assistant {
                         if let Some(Err(e)) = other {
                             tracing::error!("{e}");
                         }
-                        if !utter(t, "utter_default", &mut out) {
+                        if self.endpoints.llm.is_some() {
+                            // No passage answers: the language model may.
+                            out.extend(self.run_action(t, "action_llm_fallback", channel));
+                        } else if !utter(t, "utter_default", &mut out) {
                             let (msg, ev) = actions::render(
                                 &crate::project::ResponseVariant {
                                     text: Some("Sorry, I don't know the answer to that.".into()),

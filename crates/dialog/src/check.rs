@@ -172,7 +172,13 @@ pub fn validate(p: &Project) -> Validation {
         let retrieval = r
             .split_once('/')
             .is_some_and(|(action, _)| used_actions.contains(action));
-        if !used_actions.contains(r) && !asked && !retrieval && r != "utter_default" {
+        let by_command = p
+            .commands
+            .commands
+            .values()
+            .any(|c| c.response.as_deref() == Some(r.as_str()));
+        if !used_actions.contains(r) && !asked && !retrieval && !by_command && r != "utter_default"
+        {
             v.warnings.push(format!(
                 "{}: response {r:?} is in no story or rule",
                 p.domain_file.display()

@@ -140,6 +140,10 @@ pub fn run(
             } else {
                 project.join(path)
             };
+            // Absolute, since the child starts in the project folder.
+            let path = path
+                .canonicalize()
+                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
             let args: Vec<String> = decl.args.iter().map(|a| fill(a, slots, false)).collect();
             let mut child = Command::new(&path)
                 .args(&args)

@@ -129,13 +129,17 @@ fn mistakes_are_reported_with_file_and_line() -> Result<()> {
     Ok(())
 }
 
-/// Copies a project's YAML files (not its trained models or results) into `into`.
+/// Copies a project's YAML files and services (not its trained models, results or knowledge
+/// base) into `into`.
 fn copy_project(src: &Path, into: &Path) -> Result<PathBuf> {
-    for sub in ["", "data", "tests"] {
+    for sub in ["", "data", "tests", "services"] {
+        if !src.join(sub).is_dir() {
+            continue;
+        }
         std::fs::create_dir_all(into.join(sub))?;
         for e in std::fs::read_dir(src.join(sub))? {
             let p = e?.path();
-            if p.extension().is_some_and(|x| x == "yml") {
+            if p.is_file() && (sub == "services" || p.extension().is_some_and(|x| x == "yml")) {
                 std::fs::copy(&p, into.join(sub).join(p.file_name().unwrap_or_default()))?;
             }
         }
