@@ -1294,6 +1294,49 @@ fn questions_nobody_foresaw_go_to_the_language_model_through_the_openai_api() ->
         "the LM server saw the request: {metrics}"
     );
 
+    // The streaming channel: pieces of the model's answer arrive before the whole message.
+    let (status, sse) = http(
+        &addr,
+        "POST",
+        "/webhooks/rest/stream",
+        r#"{"sender": "q", "message": "why is the sky made of cheese"}"#,
+    )?;
+    assert_eq!(status, 200, "{sse}");
+    let mut events: Vec<(String, serde_json::Value)> = Vec::new();
+    for block in sse.split("\n\n") {
+        let mut event = String::new();
+        let mut data = String::new();
+        for line in block.lines() {
+            if let Some(e) = line.strip_prefix("event:") {
+                event = e.trim().to_owned();
+            }
+            if let Some(d) = line.strip_prefix("data:") {
+                data.push_str(d.trim());
+            }
+        }
+        if !event.is_empty() {
+            events.push((event, serde_json::from_str(&data).unwrap_or_default()));
+        }
+    }
+    let kinds: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    let first_message = kinds.iter().position(|k| *k == "message");
+    assert!(
+        kinds.first() == Some(&"delta") && first_message.is_some(),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.last(), Some(&"done"), "{kinds:?}");
+    let streamed: String = events
+        .iter()
+        .filter(|(e, _)| e == "delta")
+        .filter_map(|(_, d)| d["text"].as_str())
+        .collect();
+    let message = &events[first_message.unwrap_or(0)].1;
+    assert_eq!(
+        message["text"].as_str(),
+        Some(streamed.trim()),
+        "{events:?}"
+    );
+
     // The model goes away: the configured fallback arrives within the timeout.
     drop(lm);
     let start = std::time::Instant::now();

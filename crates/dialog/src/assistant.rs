@@ -396,6 +396,18 @@ impl Assistant {
         name: &str,
         channel: Option<&str>,
     ) -> Vec<BotMessage> {
+        self.run_action_with(t, name, channel, None)
+    }
+
+    /// Runs one action; a language model's answer is also passed to `sink` piece by piece as it
+    /// is generated.
+    pub fn run_action_with<'s>(
+        &self,
+        t: &mut Tracker,
+        name: &str,
+        channel: Option<&str>,
+        mut sink: Option<&mut (dyn FnMut(&str) + 's)>,
+    ) -> Vec<BotMessage> {
         let mut out = Vec::new();
         let utter = |t: &mut Tracker, response: &str, out: &mut Vec<BotMessage>| {
             if let Some(v) = actions::choose(&self.domain, response, t, channel) {
@@ -465,7 +477,12 @@ impl Assistant {
                         }
                         if self.endpoints.llm.is_some() {
                             // No passage answers: the language model may.
-                            out.extend(self.run_action(t, "action_llm_fallback", channel));
+                            out.extend(self.run_action_with(
+                                t,
+                                "action_llm_fallback",
+                                channel,
+                                sink.as_deref_mut(),
+                            ));
                         } else if !utter(t, "utter_default", &mut out) {
                             let (msg, ev) = actions::render(
                                 &crate::project::ResponseVariant {
@@ -502,7 +519,9 @@ impl Assistant {
                     None => Vec::new(),
                 };
                 let answer = match &self.endpoints.llm {
-                    Some(ep) => crate::llm::answer(ep, t, &context).map(|a| (a, ep.model.clone())),
+                    Some(ep) => {
+                        crate::llm::answer(ep, t, &context, sink).map(|a| (a, ep.model.clone()))
+                    }
                     None => Err(Error::Model(
                         "action_llm_fallback: endpoints.yml names no llm".into(),
                     )),
@@ -686,8 +705,32 @@ impl Assistant {
         self.act(t, channel)
     }
 
+    /// Answers a user message like [`Assistant::handle`], passing a language model's answer to
+    /// `sink` as it streams in.
+    pub fn handle_streaming(
+        &self,
+        t: &mut Tracker,
+        text: &str,
+        channel: Option<&str>,
+        sink: &mut dyn FnMut(&str),
+    ) -> Vec<BotMessage> {
+        let msg = self.nlu.parse(text);
+        self.receive(t, msg, channel);
+        self.act_with(t, channel, Some(sink))
+    }
+
     /// Predicts and runs actions until the assistant listens.
     pub fn act(&self, t: &mut Tracker, channel: Option<&str>) -> Vec<BotMessage> {
+        self.act_with(t, channel, None)
+    }
+
+    /// [`Assistant::act`], streaming a language model's answer to `sink`.
+    pub fn act_with<'s>(
+        &self,
+        t: &mut Tracker,
+        channel: Option<&str>,
+        mut sink: Option<&mut (dyn FnMut(&str) + 's)>,
+    ) -> Vec<BotMessage> {
         let mut out = Vec::new();
         for _ in 0..MAX_ACTIONS_PER_TURN {
             let p = self.predict(t);
@@ -696,7 +739,7 @@ impl Assistant {
             if name == ACTION_LISTEN {
                 return out;
             }
-            out.extend(self.run_action(t, &name, channel));
+            out.extend(self.run_action_with(t, &name, channel, sink.as_deref_mut()));
             if t.followup_action.as_deref() == Some(ACTION_LISTEN) {
                 t.followup_action = None;
                 break;
@@ -705,6 +748,7 @@ impl Assistant {
                 name.as_str(),
                 "action_default_fallback"
                     | "action_llm_fallback"
+                    | "action_knowledge"
                     | "action_restart"
                     | "action_back"
             ) {

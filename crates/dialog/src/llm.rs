@@ -92,11 +92,14 @@ pub fn messages(
     Ok(out)
 }
 
-/// Asks the model for the next bot message, grounded in `context`.
-pub fn answer(
+/// Asks the model for the next bot message, grounded in `context`. With a `sink`, the answer
+/// is requested as a stream (`"stream": true`, server-sent events) and each piece is passed to
+/// the sink as it arrives; the whole answer is returned either way.
+pub fn answer<'s>(
     ep: &LlmEndpoint,
     t: &Tracker,
     context: &[crate::knowledge::Passage],
+    mut sink: Option<&mut (dyn FnMut(&str) + 's)>,
 ) -> Result<String> {
     let deadline =
         Instant::now() + Duration::from_secs_f64(ep.timeout.unwrap_or(10.0).clamp(0.1, 600.0));
@@ -106,6 +109,7 @@ pub fn answer(
         "messages": messages(ep, t, context)?,
         "max_tokens": ep.max_tokens.unwrap_or(128),
         "temperature": ep.temperature.unwrap_or(0.7),
+        "stream": sink.is_some(),
     })
     .to_string();
     let key = ep
@@ -137,6 +141,11 @@ pub fn answer(
             }
         };
         let status = resp.status().as_u16();
+        if status == 200
+            && let Some(sink) = sink.as_deref_mut()
+        {
+            return read_stream(resp.into_body().into_reader(), sink).map_err(fail);
+        }
         let text = resp.body_mut().read_to_string().unwrap_or_default();
         if status == 429 || status >= 500 {
             last = format!("HTTP {status}: {text}");
@@ -157,4 +166,36 @@ pub fn answer(
     } else {
         last
     }))
+}
+
+/// Reads an OpenAI chat-completion stream (server-sent events), passing each content delta to
+/// `sink`; the whole text.
+fn read_stream(
+    body: impl std::io::Read,
+    sink: &mut dyn FnMut(&str),
+) -> std::result::Result<String, String> {
+    use std::io::BufRead;
+    let mut all = String::new();
+    for line in std::io::BufReader::new(body).lines() {
+        let line = line.map_err(|e| format!("reading the stream: {e}"))?;
+        let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+            continue;
+        };
+        if data == "[DONE]" {
+            break;
+        }
+        let v: Value =
+            serde_json::from_str(data).map_err(|e| format!("a stream event is not JSON: {e}"))?;
+        if let Some(piece) = v["choices"][0]["delta"]["content"].as_str()
+            && !piece.is_empty()
+        {
+            sink(piece);
+            all.push_str(piece);
+        }
+    }
+    let all = all.trim().to_owned();
+    if all.is_empty() {
+        return Err("the stream carried no text".into());
+    }
+    Ok(all)
 }

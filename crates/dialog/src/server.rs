@@ -1,6 +1,7 @@
 //! The assistant over HTTP, as Rasa serves it: the REST channel
 //! (`POST /webhooks/rest/webhook`), `GET /conversations/{id}/tracker`, `POST /model/parse`,
-//! `GET /status`, and a web chat page at `/chat`. Messages of one conversation are handled one at a time (in arrival order);
+//! `GET /status`, a web chat page at `/chat`, and duet's streaming variant of the REST channel
+//! (`POST /webhooks/rest/stream`, server-sent events). Messages of one conversation are handled one at a time (in arrival order);
 //! different conversations run in parallel. Bad requests get a JSON error naming the field.
 
 use std::collections::HashMap;
@@ -142,6 +143,72 @@ async fn webhook(
     Ok(Json(msgs).into_response())
 }
 
+/// duet's streaming REST channel: the same request as the webhook; the answer is server-sent
+/// events — `delta` (`{"text"}`: a piece of a language model's answer as it is generated),
+/// `message` (each bot message, as the webhook would answer it), then `done` (or `error`).
+async fn webhook_stream(
+    State(s): State<Arc<AppState>>,
+    b: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event as Sse, KeepAlive};
+    use tokio_stream::StreamExt;
+    let m: RestMessage = body(b)?;
+    if m.sender.is_empty() || m.sender.len() > MAX_SENDER {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("field `sender` must be 1 to {MAX_SENDER} bytes"),
+        ));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Sse>(256);
+    tokio::spawn(async move {
+        let lock = s.lock_for(&m.sender);
+        let _guard = lock.lock().await;
+        let s2 = s.clone();
+        let deltas = tx.clone();
+        let done = tokio::task::spawn_blocking(move || -> crate::Result<_> {
+            let (mut t, stored) = s2.tracker(&m.sender)?;
+            let before = if stored == 0 { 0 } else { t.events.len() };
+            let mut sink = |piece: &str| {
+                let _ = deltas.blocking_send(
+                    Sse::default()
+                        .event("delta")
+                        .data(json!({ "text": piece }).to_string()),
+                );
+            };
+            let msgs = s2
+                .assistant
+                .handle_streaming(&mut t, &m.message, Some("rest"), &mut sink);
+            s2.store
+                .append(&m.sender, &t.events[before.min(t.events.len())..])?;
+            Ok(msgs)
+        })
+        .await;
+        match done {
+            Ok(Ok(msgs)) => {
+                for msg in msgs {
+                    let data = serde_json::to_string(&msg).unwrap_or_default();
+                    let _ = tx.send(Sse::default().event("message").data(data)).await;
+                }
+                let _ = tx.send(Sse::default().event("done").data("{}")).await;
+            }
+            Ok(Err(e)) => {
+                tracing::error!("{e}");
+                let err = json!({ "error": e.to_string() }).to_string();
+                let _ = tx.send(Sse::default().event("error").data(err)).await;
+            }
+            Err(e) => {
+                let err = json!({ "error": format!("the handler failed: {e}") }).to_string();
+                let _ = tx.send(Sse::default().event("error").data(err)).await;
+            }
+        }
+    });
+    let stream =
+        tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>);
+    Ok(axum::response::sse::Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
 async fn tracker(
     State(s): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
@@ -208,6 +275,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(hello))
         .route("/chat", get(chat_page))
         .route("/webhooks/rest/webhook", post(webhook))
+        .route("/webhooks/rest/stream", post(webhook_stream))
         .route("/conversations/{id}/tracker", get(tracker))
         .route("/model/parse", post(parse))
         .route("/status", get(status))

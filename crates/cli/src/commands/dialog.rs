@@ -196,8 +196,25 @@ pub fn chat(a: ChatArgs) -> Result<()> {
             break;
         }
         if !text.is_empty() {
-            for m in assistant.handle(&mut tracker, text, Some("cmdline")) {
-                if let Some(t) = &m.text {
+            // A language model's answer is printed as it streams in.
+            let mut streamed = String::new();
+            let mut sink = |piece: &str| {
+                let mut o = std::io::stdout();
+                if streamed.is_empty() {
+                    let _ = write!(o, "bot> ");
+                }
+                streamed.push_str(piece);
+                let _ = write!(o, "{piece}");
+                let _ = o.flush();
+            };
+            let msgs = assistant.handle_streaming(&mut tracker, text, Some("cmdline"), &mut sink);
+            if !streamed.is_empty() {
+                writeln!(out)?;
+            }
+            for m in msgs {
+                if let Some(t) = &m.text
+                    && (streamed.is_empty() || t != streamed.trim())
+                {
                     writeln!(out, "bot> {t}")?;
                 }
                 if let Some(i) = &m.image {
