@@ -33,3 +33,33 @@ pub fn count_bar(len: u64) -> ProgressBar {
     );
     bar
 }
+
+/// Calls `emit` with `text` alone, or, when it is absent or `-`, with the non-empty lines of
+/// standard input in batches of `batch` (the input of `duet classify` and `duet extract`).
+pub fn for_each_batch(
+    text: Option<&str>,
+    batch: usize,
+    mut emit: impl FnMut(&[String]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::BufRead;
+    if let Some(t) = text.filter(|t| *t != "-") {
+        return emit(&[t.to_owned()]);
+    }
+    let mut lines = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.context("reading standard input")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        lines.push(line);
+        if lines.len() == batch.max(1) {
+            emit(&lines)?;
+            lines.clear();
+        }
+    }
+    if !lines.is_empty() {
+        emit(&lines)?;
+    }
+    Ok(())
+}

@@ -1,6 +1,6 @@
 //! `duet train tokens`, `duet eval tokens` and `duet extract entities`.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -180,7 +180,7 @@ pub fn extract(cmd: ExtractCommand) -> Result<()> {
         .with_context(|| format!("loading the tagger {}", a.model.display()))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut emit = |texts: &[String]| -> Result<()> {
+    let emit = |texts: &[String]| -> Result<()> {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         for (t, es) in texts
             .iter()
@@ -191,25 +191,5 @@ pub fn extract(cmd: ExtractCommand) -> Result<()> {
         out.flush()?;
         Ok(())
     };
-    match a.text.as_deref() {
-        Some(t) if t != "-" => emit(&[t.to_owned()])?,
-        _ => {
-            let mut batch = Vec::new();
-            for line in std::io::stdin().lock().lines() {
-                let line = line.context("reading standard input")?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                batch.push(line);
-                if batch.len() == a.batch_size.max(1) {
-                    emit(&batch)?;
-                    batch.clear();
-                }
-            }
-            if !batch.is_empty() {
-                emit(&batch)?;
-            }
-        }
-    }
-    Ok(())
+    super::for_each_batch(a.text.as_deref(), a.batch_size, emit)
 }
