@@ -20,6 +20,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole system from data in the repository: corpus, tokenizer, GPT, assistant,
+    /// evaluation, then the LM API and the web chat on one port.
+    Quickstart(commands::quickstart::QuickstartArgs),
     /// Collect and clean text into a corpus directory.
     #[command(subcommand)]
     Corpus(commands::corpus::CorpusCommand),
@@ -40,7 +43,7 @@ enum Command {
     Eval(EvalCommand),
     /// Classify texts with a trained classifier (JSON lines with probabilities).
     Classify(commands::classify::ClassifyArgs),
-    /// Extract information from text with a trained model.
+    /// Extract information from text: entities (a trained tagger) or keywords.
     #[command(subcommand)]
     Extract(commands::tokens::ExtractCommand),
     /// Build, check and test dialog assistants (Rasa 3.x projects).
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        Command::Quickstart(a) => commands::quickstart::run(a),
         Command::Corpus(c) => commands::corpus::run(c),
         Command::Tokenizer(c) => commands::tokenizer::run(c),
         Command::Generate(a) => commands::model::generate(a),

@@ -1530,3 +1530,103 @@ fn copy_example(src: &Path, project: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// `duet quickstart --tiny`: every stage runs, a second run reuses them all, and served, the
+/// web chat answers through the form, the knowledge base and the GPT on one port.
+#[test]
+fn quickstart_trains_reuses_and_serves_everything_on_one_port() -> Result<()> {
+    use std::io::BufRead;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("qs");
+    let examples = root.join("examples");
+    let encoder = root.join("data/external/minilm");
+    let base = [
+        "quickstart",
+        "--tiny",
+        "--dir",
+        dir.to_str().unwrap_or_default(),
+        "--examples",
+        examples.to_str().unwrap_or_default(),
+        "--encoder",
+        encoder.to_str().unwrap_or_default(),
+    ];
+    let mut no_serve = base.to_vec();
+    no_serve.push("--no-serve");
+    let out = duet(&no_serve, tmp.path())?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("(0 reused)"), "{stdout}");
+    assert!(stdout.contains("22/22 test stories"), "{stdout}");
+    assert!(stdout.contains("test perplexity"), "{stdout}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("lm/quickstart.json"))?)?;
+    assert_eq!(m["inputs"].as_array().map(Vec::len), Some(2), "{m}");
+
+    let again = duet(&no_serve, tmp.path())?;
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stdout).contains("(7 reused)"),
+        "{}",
+        text(&again.stdout)
+    );
+
+    let mut serve = base.to_vec();
+    serve.extend(["--port", "0"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
+        .args(&serve)
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let lines = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let _server = Killed(child);
+    let mut addr = None;
+    for line in lines.lines() {
+        let line = line?;
+        if let Some(url) = line.strip_prefix("web chat:") {
+            addr = url
+                .trim()
+                .strip_prefix("http://")
+                .and_then(|u| u.split('/').next())
+                .map(str::to_owned);
+            break;
+        }
+    }
+    let addr = addr.ok_or_else(|| anyhow::anyhow!("no web chat address printed"))?;
+    let (status, models) = http(&addr, "GET", "/v1/models", "")?;
+    assert_eq!(status, 200, "{models}");
+    assert!(models.contains("\"gpt\""), "{models}");
+
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    anyhow::ensure!(
+        Path::new(&chromium).is_file(),
+        "{chromium} is missing: install Debian's chromium (.ci/run does)"
+    );
+    let node_dir = node_with_playwright()?;
+    let local = node_dir.join("quickstart.mjs");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/quickstart.mjs"),
+        &local,
+    )?;
+    let out = Command::new("node")
+        .arg(&local)
+        .arg(format!("http://{addr}"))
+        .env("CHROMIUM", &chromium)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // The off-topic answer came from the GPT through this server's own OpenAI API.
+    let (_, metrics) = http(&addr, "GET", "/metrics", "")?;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("/v1/chat/completions") && l.contains("status=\"200\"")),
+        "{metrics}"
+    );
+    Ok(())
+}

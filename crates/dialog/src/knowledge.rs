@@ -1,6 +1,8 @@
 //! Answers from documents: a project's `knowledge/` folder (Markdown, text, HTML) cut into
 //! passages under their headings, embedded with a sentence-embedding model (MiniLM) at
-//! `duet dialog train`, and searched by cosine similarity for the user's question.
+//! `duet dialog train`, and searched by cosine similarity for the user's question. Without a
+//! model (`DuetKnowledge` with no `model:`), passages are found by their words alone: ranked by
+//! BM25 and scored by the share of the question's word weight (IDF) they contain.
 
 use std::path::{Path, PathBuf};
 
@@ -26,9 +28,10 @@ pub struct Passage {
 /// The `DuetKnowledge` component of `config.yml`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KnowledgeChoice {
-    /// The sentence-embedding model directory.
-    pub model: PathBuf,
-    /// Below this cosine similarity a passage does not answer.
+    /// The sentence-embedding model directory; `None` searches by words alone.
+    pub model: Option<PathBuf>,
+    /// Below this score (cosine similarity, or word coverage without a model) a passage does
+    /// not answer.
     pub min_score: f64,
 }
 
@@ -40,13 +43,12 @@ impl KnowledgeChoice {
             .pipeline
             .iter()
             .find(|c| c.get("name").and_then(Value::as_str) == Some("DuetKnowledge"))?;
-        let model = PathBuf::from(c.get("model").and_then(Value::as_str)?);
+        let model = c.get("model").and_then(Value::as_str).map(|m| {
+            let m = PathBuf::from(m);
+            if m.is_absolute() { m } else { p.dir.join(m) }
+        });
         Some(Self {
-            model: if model.is_absolute() {
-                model
-            } else {
-                p.dir.join(model)
-            },
+            model,
             min_score: c.get("min_score").and_then(Value::as_f64).unwrap_or(0.3),
         })
     }
@@ -137,17 +139,18 @@ pub struct Knowledge {
     /// The passages.
     pub passages: Vec<Passage>,
     vectors: Vec<Vec<f32>>,
-    embedder: SentenceEmbedder,
-    /// Below this similarity nothing answers.
+    embedder: Option<SentenceEmbedder>,
+    /// Below this score nothing answers.
     pub min_score: f64,
-    /// The embedding model's directory.
-    pub model: PathBuf,
+    /// The embedding model's directory (`None`: word search).
+    pub model: Option<PathBuf>,
 }
 
 /// What the knowledge base keeps on disk beside the vectors.
 #[derive(Debug, Serialize, Deserialize)]
 struct Stored {
-    model: PathBuf,
+    #[serde(default)]
+    model: Option<PathBuf>,
     min_score: f64,
     passages: Vec<Passage>,
     vectors: Vec<Vec<f32>>,
@@ -174,10 +177,16 @@ impl Knowledge {
             return Ok(None);
         }
         let passages = read_dir(&dir)?;
-        let embedder = SentenceEmbedder::load(&choice.model, &Device::Cpu).map_err(emb)?;
-        let texts: Vec<String> = passages.iter().map(embedded_text).collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors = embedder.embed(&refs, 16).map_err(emb)?;
+        let (embedder, vectors) = match &choice.model {
+            Some(m) => {
+                let e = SentenceEmbedder::load(m, &Device::Cpu).map_err(emb)?;
+                let texts: Vec<String> = passages.iter().map(embedded_text).collect();
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let vectors = e.embed(&refs, 16).map_err(emb)?;
+                (Some(e), vectors)
+            }
+            None => (None, Vec::new()),
+        };
         Ok(Some(Self {
             passages,
             vectors,
@@ -206,7 +215,10 @@ impl Knowledge {
             return Ok(None);
         }
         let s: Stored = serde_json::from_slice(&std::fs::read(&f).map_err(io(&f))?)?;
-        let embedder = SentenceEmbedder::load(&s.model, &Device::Cpu).map_err(emb)?;
+        let embedder = match &s.model {
+            Some(m) => Some(SentenceEmbedder::load(m, &Device::Cpu).map_err(emb)?),
+            None => None,
+        };
         Ok(Some(Self {
             passages: s.passages,
             vectors: s.vectors,
@@ -216,11 +228,23 @@ impl Knowledge {
         }))
     }
 
-    /// The `k` passages that best answer `query`, best first, each with its cosine similarity
-    /// to the query (the score `min_score` is compared with).
+    /// The `k` passages that best answer `query`, best first, each with its score (what
+    /// `min_score` is compared with): cosine similarity to the query, or without a model the
+    /// share of the query's word weight the passage contains.
     pub fn search(&self, query: &str, k: usize) -> Result<Vec<(&Passage, f64)>> {
-        let q = self
-            .embedder
+        let docs: Vec<String> = self.passages.iter().map(embedded_text).collect();
+        let Some(embedder) = &self.embedder else {
+            let lexical = bm25(&docs, query);
+            let cover = coverage(&docs, query);
+            let mut order: Vec<usize> = (0..docs.len()).collect();
+            order.sort_by(|&a, &b| lexical[b].total_cmp(&lexical[a]));
+            return Ok(order
+                .into_iter()
+                .take(k)
+                .map(|i| (&self.passages[i], cover[i]))
+                .collect());
+        };
+        let q = embedder
             .embed(&[query], 1)
             .map_err(emb)?
             .pop()
@@ -235,7 +259,6 @@ impl Knowledge {
                 f64::from(dot / (qn * norm(v)))
             })
             .collect();
-        let docs: Vec<String> = self.passages.iter().map(embedded_text).collect();
         let lexical = bm25(&docs, query);
         // Dense similarity plus a fifth of the BM25 score relative to the best one: exact rare
         // words break ties between paraphrases.
@@ -268,12 +291,52 @@ const STOPWORDS: &[&str] = &[
     "has", "there", "it's", "not", "no", "yes", "any", "all", "get", "us", "was", "its",
 ];
 
-/// Lower-cased content words of two or more letters or digits.
+/// Lower-cased content words of two or more letters or digits, plural `s` dropped ("cards"
+/// matches "card").
 fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| w.chars().count() >= 2)
         .map(str::to_lowercase)
         .filter(|w| !STOPWORDS.contains(&w.as_str()))
+        .map(|w| match w.strip_suffix('s') {
+            Some(stem) if stem.chars().count() >= 3 && !stem.ends_with('s') => stem.to_owned(),
+            _ => w,
+        })
+        .collect()
+}
+
+/// For each document, the share of the query's distinct content words it contains, each word
+/// weighted by its inverse document frequency (a passage holding the query's rare words scores
+/// near 1, one holding only its common words near 0).
+pub fn coverage(docs: &[String], query: &str) -> Vec<f64> {
+    let toks: Vec<std::collections::HashSet<String>> = docs
+        .iter()
+        .map(|d| words(d).into_iter().collect())
+        .collect();
+    let n = toks.len() as f64;
+    let mut q = words(query);
+    q.sort();
+    q.dedup();
+    let idf: Vec<f64> = q
+        .iter()
+        .map(|w| {
+            let df = toks.iter().filter(|t| t.contains(w)).count() as f64;
+            ((n + 1.0) / (df + 1.0)).ln() + 1.0
+        })
+        .collect();
+    let total: f64 = idf.iter().sum();
+    toks.iter()
+        .map(|t| {
+            if total == 0.0 {
+                return 0.0;
+            }
+            q.iter()
+                .zip(&idf)
+                .filter(|(w, _)| t.contains(*w))
+                .map(|(_, i)| i)
+                .sum::<f64>()
+                / total
+        })
         .collect()
 }
 

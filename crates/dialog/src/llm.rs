@@ -104,21 +104,25 @@ pub fn answer<'s>(
     let deadline =
         Instant::now() + Duration::from_secs_f64(ep.timeout.unwrap_or(10.0).clamp(0.1, 600.0));
     let url = format!("{}/chat/completions", ep.url.trim_end_matches('/'));
-    let body = json!({
-        "model": ep.model,
-        "messages": messages(ep, t, context)?,
-        "max_tokens": ep.max_tokens.unwrap_or(128),
-        "temperature": ep.temperature.unwrap_or(0.7),
-        "stream": sink.is_some(),
-    })
-    .to_string();
+    let mut msgs = messages(ep, t, context)?;
+    let mut max_tokens = ep.max_tokens.unwrap_or(128);
     let key = ep
         .api_key_env
         .as_deref()
         .and_then(|v| std::env::var(v).ok());
     let fail = |why: String| Error::Model(format!("language model at {url}: {why}"));
     let mut last = String::new();
-    for _ in 0..=ep.retries.unwrap_or(1) {
+    let mut tries = 0;
+    while tries <= ep.retries.unwrap_or(1) {
+        tries += 1;
+        let body = json!({
+            "model": ep.model,
+            "messages": msgs,
+            "max_tokens": max_tokens,
+            "temperature": ep.temperature.unwrap_or(0.7),
+            "stream": sink.is_some(),
+        })
+        .to_string();
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
@@ -151,6 +155,23 @@ pub fn answer<'s>(
             last = format!("HTTP {status}: {text}");
             continue;
         }
+        // A model with a short context: ask again for a shorter answer, or with less of the
+        // conversation, as the error's `param` says.
+        if status == 400 && text.contains("context_length_exceeded") {
+            let param = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["param"].as_str().map(str::to_owned));
+            let shorter = if param.as_deref() == Some("max_tokens") && max_tokens > 8 {
+                max_tokens /= 2;
+                true
+            } else {
+                shrink(&mut msgs)
+            };
+            if shorter {
+                tries -= 1;
+                continue;
+            }
+        }
         if status != 200 {
             return Err(fail(format!("HTTP {status}: {text}")));
         }
@@ -166,6 +187,27 @@ pub fn answer<'s>(
     } else {
         last
     }))
+}
+
+/// Makes the prompt shorter for a model whose context it overflows: the oldest turn goes first,
+/// then the documents' passages, then the system prompt; `false` when only the user's last
+/// message is left.
+fn shrink(msgs: &mut Vec<Value>) -> bool {
+    let system = msgs.first().is_some_and(|m| m["role"] == "system");
+    let first_turn = usize::from(system);
+    if msgs.len() > first_turn + 1 {
+        msgs.remove(first_turn);
+        return true;
+    }
+    if system {
+        if msgs[0]["content"].as_str().is_some_and(|c| c != SYSTEM) {
+            msgs[0]["content"] = json!(SYSTEM);
+        } else {
+            msgs.remove(0);
+        }
+        return true;
+    }
+    false
 }
 
 /// Reads an OpenAI chat-completion stream (server-sent events), passing each content delta to
@@ -198,4 +240,28 @@ fn read_stream(
         return Err("the stream carried no text".into());
     }
     Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prompt_shrinks_turns_first_then_passages_then_the_system_prompt() {
+        let mut m = vec![
+            json!({"role": "system", "content": format!("{SYSTEM}\n\n[1] Delivery: two days")}),
+            json!({"role": "user", "content": "hi"}),
+            json!({"role": "assistant", "content": "hello"}),
+            json!({"role": "user", "content": "where is the moon?"}),
+        ];
+        let mut steps = Vec::new();
+        while shrink(&mut m) {
+            steps.push(m.len());
+        }
+        assert_eq!(steps, [3, 2, 2, 1]);
+        assert_eq!(
+            m,
+            [json!({"role": "user", "content": "where is the moon?"})]
+        );
+    }
 }

@@ -117,3 +117,62 @@ fn held_out_questions_find_their_passage_and_unknowns_fall_back() -> Result<()> 
     );
     Ok(())
 }
+
+/// Without an encoder (`DuetKnowledge` with no `model:`), passages are found by their words:
+/// no download is needed, at some cost in accuracy on paraphrased questions.
+#[test]
+fn word_search_without_an_encoder() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("shop");
+    copy_tree(&root().join("examples/customer-service"), &dir)?;
+    let cfg: String = std::fs::read_to_string(dir.join("config.yml"))?
+        .lines()
+        .filter(|l| !l.contains("../../data/external/minilm"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.join("config.yml"), cfg)?;
+    let p = Project::load(&dir)?;
+    let (a, _) = check::train_checked(&p)?;
+    let k = a
+        .knowledge
+        .as_ref()
+        .context("the knowledge base was built")?;
+    assert!(k.model.is_none());
+    let qs: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(
+        dir.join("tests/knowledge_questions.yml"),
+    )?)?;
+    let qs = qs["questions"].as_array().cloned().unwrap_or_default();
+    let right = qs
+        .iter()
+        .filter(|q| {
+            let best = k.search(q["question"].as_str().unwrap_or_default(), 1);
+            best.ok()
+                .and_then(|b| b.first().map(|(p, _)| p.heading.clone()))
+                .is_some_and(|h| q["heading"].as_str() == Some(h.as_str()))
+        })
+        .count();
+    println!("word search top-1: {right}/{}", qs.len());
+    assert!(right >= 18, "top passage right for {right}/30");
+
+    let model = dir.join("models/duet");
+    a.save(&p, &model)?;
+    let a = Assistant::load(&p, &model)?;
+    let mut t = a.new_tracker("w");
+    let reply = a.handle(&mut t, "can gift cards be exchanged for cash?", None);
+    assert!(
+        reply[0]
+            .text
+            .as_deref()
+            .is_some_and(|s| s.contains("three years")),
+        "{reply:?}"
+    );
+    let none = a.handle(&mut t, "xyzzy plugh", None);
+    assert!(
+        none[0]
+            .text
+            .as_deref()
+            .is_some_and(|s| s.starts_with("Sorry")),
+        "{none:?}"
+    );
+    Ok(())
+}

@@ -52,6 +52,9 @@ pub struct DialogArgs {
     /// `test`: NLU cross-validation folds (0: none).
     #[arg(long, default_value_t = 5)]
     pub folds: usize,
+    /// `test`: where the reports are written (default: PROJECT/results).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
 }
 
 fn model_dir(a: &DialogArgs) -> PathBuf {
@@ -108,7 +111,10 @@ pub fn run(cmd: DialogCommand) -> Result<()> {
             let p = load(&a.project)?;
             let assistant = Assistant::load(&p, &model_dir(&a))?;
             let results = check::run_tests(&assistant, &p);
-            let dir = a.project.join("results");
+            let dir = a
+                .results
+                .clone()
+                .unwrap_or_else(|| a.project.join("results"));
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             std::fs::write(dir.join("story_report.md"), check::report(&results))
                 .with_context(|| format!("writing {}", dir.join("story_report.md").display()))?;

@@ -157,6 +157,8 @@ pub fn eval(a: EvalTokensArgs) -> Result<()> {
 pub enum ExtractCommand {
     /// Named entities (or slots) of each text, as JSON lines with character offsets.
     Entities(ExtractArgs),
+    /// Key phrases of each document (YAKE, re-ranked by a sentence encoder with --model).
+    Keywords(super::keywords::KeywordsArgs),
 }
 
 /// Arguments of `duet extract entities`.
@@ -175,7 +177,10 @@ pub struct ExtractArgs {
 /// Runs `duet extract entities`: `{"text", "entities": [{"entity", "start", "end", "value",
 /// "confidence"}]}` per line.
 pub fn extract(cmd: ExtractCommand) -> Result<()> {
-    let ExtractCommand::Entities(a) = cmd;
+    let a = match cmd {
+        ExtractCommand::Entities(a) => a,
+        ExtractCommand::Keywords(a) => return super::keywords::run(a),
+    };
     let tagger = EntityTagger::load(&a.model)
         .with_context(|| format!("loading the tagger {}", a.model.display()))?;
     let stdout = std::io::stdout();
