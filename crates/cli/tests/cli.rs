@@ -1598,6 +1598,63 @@ fn quickstart_trains_reuses_and_serves_everything_on_one_port() -> Result<()> {
     assert_eq!(status, 200, "{models}");
     assert!(models.contains("\"gpt\""), "{models}");
 
+    // The applications against the served GPT: JSON under a schema, keywords.
+    let schema = tmp.path().join("order.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"order": {"type": "string", "maxLength": 12}, "urgent": {"type": "boolean"}}, "required": ["order", "urgent"], "additionalProperties": false}"#,
+    )?;
+    let url = format!("http://{addr}/v1");
+    let out = duet(
+        &[
+            "extract",
+            "json",
+            "--url",
+            &url,
+            "--model",
+            "gpt",
+            "--max-tokens",
+            "48",
+            "--instruction",
+            "Fill the schema.",
+            "--schema",
+            schema.to_str().unwrap_or_default(),
+            "where is order ORD-12345? it is urgent",
+        ],
+        tmp.path(),
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line: serde_json::Value = serde_json::from_str(text(&out.stdout).trim())?;
+    assert!(
+        line["json"]["order"].is_string() && line["json"]["urgent"].is_boolean(),
+        "{line}"
+    );
+    let body = serde_json::json!({"task": "keywords", "input": "Orders ship within one working day. Express orders arrive the next day.", "top": 2});
+    let (status, kw) = http(&addr, "POST", "/v1/extract", &body.to_string())?;
+    assert_eq!(status, 200, "{kw}");
+    assert!(kw.contains("Orders") || kw.contains("orders"), "{kw}");
+    let doc = tmp.path().join("doc.txt");
+    std::fs::write(
+        &doc,
+        "Kaggle hosts data science competitions. Google is acquiring Kaggle.",
+    )?;
+    let out = duet(
+        &[
+            "extract",
+            "keywords",
+            "--top",
+            "2",
+            doc.to_str().unwrap_or_default(),
+        ],
+        tmp.path(),
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("data science"),
+        "{}",
+        text(&out.stdout)
+    );
+
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     anyhow::ensure!(
         Path::new(&chromium).is_file(),

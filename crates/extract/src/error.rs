@@ -7,6 +7,9 @@ pub enum Error {
     /// The sentence encoder failed to load or run.
     #[error("sentence encoder: {0}")]
     Model(#[from] duet_model::Error),
+    /// The language-model server failed or answered something unusable.
+    #[error("language model at {0}")]
+    Remote(String),
     /// A setting is out of range.
     #[error("{0}")]
     Config(String),

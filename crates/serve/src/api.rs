@@ -231,6 +231,37 @@ pub struct ClassifyRequest {
     pub input: Input,
 }
 
+/// `POST /v1/extract` (duet's route): keywords of texts, or JSON that fills a schema.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExtractRequest {
+    /// `keywords` or `json`.
+    pub task: String,
+    /// Text(s) to extract from.
+    pub input: Input,
+    /// `json`: the decoder that fills the schema. `keywords`: optionally a sentence encoder
+    /// that re-ranks the candidates.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// `json`: the JSON schema the answer must follow.
+    #[serde(default)]
+    pub schema: Option<serde_json::Value>,
+    /// `json`: an instruction before the text (default: extract as JSON following the schema).
+    #[serde(default)]
+    pub instruction: Option<String>,
+    /// `json`: most tokens to generate per text (default 256).
+    #[serde(default)]
+    pub max_tokens: Option<i64>,
+    /// `keywords`: how many per text (default 10).
+    #[serde(default)]
+    pub top: Option<usize>,
+    /// `keywords`: the longest phrase in words (default 3).
+    #[serde(default)]
+    pub ngrams: Option<usize>,
+    /// `keywords`: the language (default: detected).
+    #[serde(default)]
+    pub lang: Option<String>,
+}
+
 /// Token counts of a response.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {

@@ -34,7 +34,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::api::{
     ChatLogprobs, ChatRequest, Checked, ClassifyRequest, CompletionRequest, EmbeddingRequest,
-    Input, Limits, Prompt, ResponseFormat, Usage, finish_name,
+    ExtractRequest, Input, Limits, Prompt, ResponseFormat, Usage, finish_name,
 };
 use crate::auth::{Keys, Refusal};
 use crate::engine::{Engine, EngineConfig, Event, Job, SubmitError, TokenLogprob};
@@ -280,6 +280,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/classify", post(classify))
+        .route("/v1/extract", post(extract))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let mut app = Router::new()
         .merge(v1)
@@ -649,12 +650,17 @@ async fn collect(sub: Submitted) -> std::result::Result<(Vec<Choice>, Usage), Ap
     Ok((choices, usage))
 }
 
-async fn chat(
-    State(s): State<Arc<AppState>>,
-    Extension(key): Extension<KeyUse>,
-    body: std::result::Result<Bytes, BytesRejection>,
-) -> std::result::Result<Response, ApiError> {
-    let req: ChatRequest = parse(body)?;
+/// A chat request checked, rendered through the model's template and submitted.
+struct StartedChat {
+    sub: Submitted,
+    /// `top_logprobs` when log-probabilities were asked for.
+    top: Option<usize>,
+    stream: bool,
+    include_usage: bool,
+}
+
+/// Checks a chat request, renders it with the model's chat template and submits it.
+fn start_chat(s: &AppState, req: &ChatRequest) -> std::result::Result<StartedChat, ApiError> {
     let g = s.generator(&req.model)?;
     let checked = req.sampling.check(&s.limits)?;
     if req.messages.is_empty() {
@@ -711,7 +717,7 @@ async fn chat(
             .extend(BUILTIN_STOPS.iter().map(|s| (*s).to_owned()));
     }
     let sub = submit(
-        &s,
+        s,
         &req.model,
         g,
         &[(prompt, params)],
@@ -719,9 +725,29 @@ async fn chat(
         top,
         checked.format.as_ref(),
     )?;
+    Ok(StartedChat {
+        sub,
+        top,
+        stream: checked.stream,
+        include_usage: checked.include_usage,
+    })
+}
+
+async fn chat(
+    State(s): State<Arc<AppState>>,
+    Extension(key): Extension<KeyUse>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> std::result::Result<Response, ApiError> {
+    let req: ChatRequest = parse(body)?;
+    let StartedChat {
+        sub,
+        top,
+        stream,
+        include_usage,
+    } = start_chat(&s, &req)?;
     let id = s.id("chatcmpl");
     let created = now_secs();
-    if checked.stream {
+    if stream {
         return Ok(stream_chat(
             s.clone(),
             key,
@@ -729,7 +755,7 @@ async fn chat(
             created,
             req.model,
             sub,
-            checked.include_usage,
+            include_usage,
         ));
     }
     let (choices, usage) = collect(sub).await?;
@@ -1276,4 +1302,113 @@ async fn classify(
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }))
     .into_response())
+}
+
+/// `POST /v1/extract`: the keywords of each text (YAKE, re-ranked when `model` names a sentence
+/// encoder), or JSON that a decoder writes under the constraint of `schema`.
+async fn extract(
+    State(s): State<Arc<AppState>>,
+    Extension(key): Extension<KeyUse>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> std::result::Result<Response, ApiError> {
+    let req: ExtractRequest = parse(body)?;
+    let texts = input_texts(&req.input, None, &s.limits)?;
+    let data: Vec<Value> = match req.task.as_str() {
+        "keywords" => {
+            let cfg = duet_extract::KeywordConfig {
+                top: req.top.unwrap_or(10).clamp(1, 100),
+                ngrams: req.ngrams.unwrap_or(3).clamp(1, 6),
+                lang: req.lang.clone(),
+                ..Default::default()
+            };
+            let mut x = duet_extract::KeywordExtractor::new(cfg)
+                .map_err(|e| ApiError::invalid("lang", e.to_string()))?;
+            if let Some(name) = &req.model {
+                match s.model(name)? {
+                    Served::Embedder(e) => x = x.with_embedder(e.as_ref().clone()),
+                    other => return Err(wrong_kind(name, other, "extract keywords")),
+                }
+            }
+            let words: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
+            let found = blocking(&s, move || {
+                texts
+                    .iter()
+                    .map(|t| x.extract(t).map_err(|e| e.to_string()))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .await?;
+            s.keys.spend(key.0, words);
+            found
+                .into_iter()
+                .enumerate()
+                .map(|(i, k)| json!({"index": i, "keywords": k}))
+                .collect()
+        }
+        "json" => {
+            let model = req
+                .model
+                .clone()
+                .ok_or_else(|| ApiError::invalid("model", "`json` needs a decoder in `model`"))?;
+            let schema = match &req.schema {
+                Some(v @ Value::Object(_)) => v.clone(),
+                _ => {
+                    return Err(ApiError::invalid(
+                        "schema",
+                        "`json` needs `schema`, a JSON schema object",
+                    ));
+                }
+            };
+            let instruction = req.instruction.clone().unwrap_or_else(|| {
+                format!(
+                    "Extract the information in the user's text as JSON following this schema: {schema}"
+                )
+            });
+            let mut out = Vec::new();
+            for (i, t) in texts.iter().enumerate() {
+                let chat: ChatRequest = serde_json::from_value(json!({
+                    "model": model,
+                    "messages": [
+                        {"role": "system", "content": instruction},
+                        {"role": "user", "content": t},
+                    ],
+                    "temperature": 0,
+                    "max_tokens": req.max_tokens.unwrap_or(256),
+                    "response_format": {
+                        "type": "json_schema",
+                        "json_schema": {"name": "extraction", "schema": schema, "strict": true},
+                    },
+                }))
+                .map_err(|e| ApiError::internal(format!("building the request: {e}")))?;
+                let started = start_chat(&s, &chat)?;
+                let (choices, usage) = collect(started.sub).await?;
+                s.keys.spend(key.0, usage.total_tokens);
+                let c = choices
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| ApiError::internal("no choice came back"))?;
+                let text = c.text.trim();
+                let value: Value = serde_json::from_str(text).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!(
+                            "input[{i}]: the answer is not complete JSON ({e}; finish: {}); raise max_tokens",
+                            c.finish.map(finish_name).unwrap_or("none")
+                        ),
+                    )
+                })?;
+                out.push(json!({"index": i, "json": value}));
+            }
+            out
+        }
+        other => {
+            return Err(ApiError::invalid(
+                "task",
+                format!("unknown task {other:?}; expected keywords or json"),
+            ));
+        }
+    };
+    Ok(
+        Json(json!({"object": "list", "task": req.task, "model": req.model, "data": data}))
+            .into_response(),
+    )
 }

@@ -268,6 +268,60 @@ async fn models_chat_completions_embeddings_and_classify() -> Result<()> {
         );
         assert_eq!(out.as_object().map(|o| o.len()), Some(2), "{out}");
     }
+    // duet's /v1/extract: JSON under the same schema, and keywords (re-ranked by an encoder).
+    let (st, v) = post(
+        &s.app,
+        "/v1/extract",
+        json!({"task": "json", "model": "llama", "schema": schema, "input": ["the cat", "a dog"], "max_tokens": 40}),
+    )
+    .await?;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    for i in 0..2 {
+        let out = &v["data"][i]["json"];
+        assert!(
+            out["ok"].is_boolean() && out["n"].as_u64().is_some_and(|n| n <= 9),
+            "{v}"
+        );
+    }
+    let text = "Kaggle hosts data science competitions. Google is acquiring Kaggle, the data science community.";
+    for model in [Value::Null, json!("bert")] {
+        let (st, v) = post(
+            &s.app,
+            "/v1/extract",
+            json!({"task": "keywords", "model": model, "input": text, "top": 3}),
+        )
+        .await?;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let k = v["data"][0]["keywords"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(k.len(), 3, "{v}");
+        assert!(
+            k.iter()
+                .any(|k| k["keyword"].as_str().is_some_and(|w| w.contains("Kaggle"))),
+            "{v}"
+        );
+    }
+    for (body, param) in [
+        (json!({"task": "summary", "input": "x"}), "task"),
+        (
+            json!({"task": "json", "model": "llama", "input": "x"}),
+            "schema",
+        ),
+        (
+            json!({"task": "keywords", "model": "cls", "input": "x"}),
+            "model",
+        ),
+        (json!({"task": "keywords", "input": []}), "input"),
+    ] {
+        let (st, v) = post(&s.app, "/v1/extract", body.clone()).await?;
+        assert!(st.is_client_error(), "{body}: {st} {v}");
+        assert!(v["error"]["message"].is_string(), "{v}");
+        if st == StatusCode::BAD_REQUEST && param != "model" {
+            assert_eq!(v["error"]["param"], param, "{v}");
+        }
+    }
     let body = json!({"model": "llama", "prompt": "the", "max_tokens": 40, "temperature": 1.0, "response_format": {"type": "json_object"}});
     let (st, v) = post(&s.app, "/v1/completions", body).await?;
     assert_eq!(st, StatusCode::OK, "{v}");

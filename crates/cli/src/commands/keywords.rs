@@ -1,11 +1,12 @@
-//! `duet extract keywords`: key phrases of documents, one JSON line per document.
+//! `duet extract keywords` (key phrases of documents) and `duet extract json` (a schema filled
+//! by a served language model), one JSON line per document.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use duet_extract::{KeywordConfig, KeywordExtractor};
+use duet_extract::{JsonExtractor, KeywordConfig, KeywordExtractor};
 
 /// Arguments of `duet extract keywords`.
 #[derive(Debug, Args)]
@@ -117,4 +118,59 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Arguments of `duet extract json`.
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// A JSON Schema file; every answer follows it.
+    #[arg(long)]
+    pub schema: PathBuf,
+    /// The OpenAI-compatible API (`duet serve`, llama.cpp's server, vLLM, OpenAI).
+    #[arg(long, default_value = "http://127.0.0.1:8080/v1")]
+    pub url: String,
+    /// The model to ask.
+    #[arg(long)]
+    pub model: String,
+    /// The environment variable holding the API key, if the server wants one.
+    #[arg(long)]
+    pub api_key_env: Option<String>,
+    /// An instruction sent before each text (default: extract as JSON following the schema).
+    #[arg(long)]
+    pub instruction: Option<String>,
+    /// Most tokens per answer.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: u32,
+    /// The text; `-` or nothing reads one text per line from standard input.
+    pub text: Option<String>,
+}
+
+/// Runs `duet extract json`: `{"text", "json"}` per text.
+pub fn json(a: JsonArgs) -> Result<()> {
+    let raw = std::fs::read_to_string(&a.schema)
+        .with_context(|| format!("reading the schema {}", a.schema.display()))?;
+    let schema: serde_json::Value =
+        serde_json::from_str(&raw).with_context(|| format!("{}: not JSON", a.schema.display()))?;
+    let mut x = JsonExtractor::new(&a.url, &a.model, schema)
+        .with_context(|| format!("{}", a.schema.display()))?;
+    x.max_tokens = a.max_tokens;
+    if let Some(i) = a.instruction {
+        x.instruction = i;
+    }
+    if let Some(var) = &a.api_key_env {
+        x.api_key = Some(
+            std::env::var(var)
+                .with_context(|| format!("--api-key-env {var}: the variable is not set"))?,
+        );
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    super::for_each_batch(a.text.as_deref(), 1, |texts| {
+        for t in texts {
+            let v = x.extract(t)?;
+            writeln!(out, "{}", serde_json::json!({"text": t, "json": v}))?;
+        }
+        out.flush()?;
+        Ok(())
+    })
 }

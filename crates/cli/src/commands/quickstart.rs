@@ -108,7 +108,6 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
             "model.n_layer=2",
             "model.n_head=2",
             "model.n_embd=64",
-            "model.block_size=64",
             "train.max_steps=40",
             "train.batch_size=8",
             "train.warmup_steps=5",

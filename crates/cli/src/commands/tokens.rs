@@ -159,6 +159,8 @@ pub enum ExtractCommand {
     Entities(ExtractArgs),
     /// Key phrases of each document (YAKE, re-ranked by a sentence encoder with --model).
     Keywords(super::keywords::KeywordsArgs),
+    /// JSON that fills a schema, written by a served language model (constrained decoding).
+    Json(super::keywords::JsonArgs),
 }
 
 /// Arguments of `duet extract entities`.
@@ -180,6 +182,7 @@ pub fn extract(cmd: ExtractCommand) -> Result<()> {
     let a = match cmd {
         ExtractCommand::Entities(a) => a,
         ExtractCommand::Keywords(a) => return super::keywords::run(a),
+        ExtractCommand::Json(a) => return super::keywords::json(a),
     };
     let tagger = EntityTagger::load(&a.model)
         .with_context(|| format!("loading the tagger {}", a.model.display()))?;
