@@ -1366,14 +1366,39 @@ fn node_with_playwright() -> Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-#[test]
-fn the_web_chat_works_in_headless_chromium() -> Result<()> {
+/// Runs the playwright script `tests/NAME` in headless Chromium (Debian's chromium, which
+/// `.ci/run` installs) against the server at `addr`; its standard output, or an error with both
+/// streams when it fails.
+fn browser_script(name: &str, addr: &str) -> Result<String> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     anyhow::ensure!(
         Path::new(&chromium).is_file(),
         "{chromium} is missing: install Debian's chromium (.ci/run does)"
     );
     let node_dir = node_with_playwright()?;
+    let local = node_dir.join(name);
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join(name),
+        &local,
+    )?;
+    let out = Command::new("node")
+        .arg(&local)
+        .arg(format!("http://{addr}"))
+        .env("CHROMIUM", &chromium)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{name}: {}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    Ok(text(&out.stdout))
+}
+
+#[test]
+fn the_web_chat_works_in_headless_chromium() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/customer-service");
     let project = tmp.path().join("shop");
@@ -1382,21 +1407,8 @@ fn the_web_chat_works_in_headless_chromium() -> Result<()> {
     let out = duet(&["dialog", "train", "--project", p], tmp.path())?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let (_server, addr) = dialog_server(&project)?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/webchat.mjs");
-    let local = node_dir.join("webchat.mjs");
-    std::fs::copy(&script, &local)?;
-    let out = Command::new("node")
-        .arg(&local)
-        .arg(format!("http://{addr}"))
-        .env("CHROMIUM", &chromium)
-        .output()?;
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(text(&out.stdout).contains("all checks passed"));
+    let stdout = browser_script("webchat.mjs", &addr)?;
+    assert!(stdout.contains("all checks passed"), "{stdout}");
     Ok(())
 }
 
@@ -1655,28 +1667,7 @@ fn quickstart_trains_reuses_and_serves_everything_on_one_port() -> Result<()> {
         text(&out.stdout)
     );
 
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    anyhow::ensure!(
-        Path::new(&chromium).is_file(),
-        "{chromium} is missing: install Debian's chromium (.ci/run does)"
-    );
-    let node_dir = node_with_playwright()?;
-    let local = node_dir.join("quickstart.mjs");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/quickstart.mjs"),
-        &local,
-    )?;
-    let out = Command::new("node")
-        .arg(&local)
-        .arg(format!("http://{addr}"))
-        .env("CHROMIUM", &chromium)
-        .output()?;
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    browser_script("quickstart.mjs", &addr)?;
     // The off-topic answer came from the GPT through this server's own OpenAI API.
     let (_, metrics) = http(&addr, "GET", "/metrics", "")?;
     assert!(

@@ -41,28 +41,24 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn held_out_questions_find_their_passage_and_unknowns_fall_back() -> Result<()> {
+/// The customer-service example copied into a temporary folder, its `config.yml` passed
+/// through `edit`, and trained.
+fn shop(edit: impl Fn(&str) -> Result<String>) -> Result<(tempfile::TempDir, Project, Assistant)> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("shop");
     copy_tree(&root().join("examples/customer-service"), &dir)?;
-    let cfg = std::fs::read_to_string(dir.join("config.yml"))?.replace(
-        "../../data/external/minilm",
-        &minilm()?.display().to_string(),
-    );
+    let cfg = edit(&std::fs::read_to_string(dir.join("config.yml"))?)?;
     std::fs::write(dir.join("config.yml"), cfg)?;
     let p = Project::load(&dir)?;
     let (a, _) = check::train_checked(&p)?;
-    let k = a
-        .knowledge
-        .as_ref()
-        .context("the knowledge base was built")?;
-    assert!(k.passages.len() >= 15, "{} passages", k.passages.len());
+    Ok((tmp, p, a))
+}
 
-    let qs: serde_json::Value = {
-        let text = std::fs::read_to_string(dir.join("tests/knowledge_questions.yml"))?;
-        serde_saphyr::from_str(&text)?
-    };
+/// How many of the held-out questions find the passage under their heading first, and the
+/// misses.
+fn top1(p: &Project, k: &duet_dialog::knowledge::Knowledge) -> Result<(usize, Vec<String>)> {
+    let text = std::fs::read_to_string(p.dir.join("tests/knowledge_questions.yml"))?;
+    let qs: serde_json::Value = serde_saphyr::from_str(&text)?;
     let qs = qs["questions"].as_array().cloned().unwrap_or_default();
     assert_eq!(qs.len(), 30);
     let mut right = 0;
@@ -78,27 +74,19 @@ fn held_out_questions_find_their_passage_and_unknowns_fall_back() -> Result<()> 
             misses.push(format!("{question:?}: {got:?}, wanted {want:?}"));
         }
     }
-    let share = right as f64 / qs.len() as f64;
-    println!(
-        "knowledge top-1: {right}/{} = {share:.3}; misses: {misses:#?}",
-        qs.len()
-    );
-    assert!(
-        share >= 0.9,
-        "top passage right for {right}/30: {misses:#?}"
-    );
+    Ok((right, misses))
+}
 
-    // Through the assistant: no intent covers the question, the documents answer it.
-    let model = dir.join("models/duet");
-    a.save(&p, &model)?;
-    let a = Assistant::load(&p, &model)?;
+/// Saved and loaded, the assistant answers `question` (no intent covers it) from the documents,
+/// naming the source, and falls back on nonsense.
+fn answers_from_documents(p: &Project, a: &Assistant, question: &str, want: &str) -> Result<()> {
+    let model = p.dir.join("models/duet");
+    a.save(p, &model)?;
+    let a = Assistant::load(p, &model)?;
     let mut t = a.new_tracker("k");
-    let reply = a.handle(&mut t, "do gift vouchers expire?", None);
+    let reply = a.handle(&mut t, question, None);
     assert!(
-        reply[0]
-            .text
-            .as_deref()
-            .is_some_and(|s| s.contains("three years")),
+        reply[0].text.as_deref().is_some_and(|s| s.contains(want)),
         "{reply:?}"
     );
     let json = serde_json::to_value(&t.events)?;
@@ -118,61 +106,48 @@ fn held_out_questions_find_their_passage_and_unknowns_fall_back() -> Result<()> 
     Ok(())
 }
 
+#[test]
+fn held_out_questions_find_their_passage_and_unknowns_fall_back() -> Result<()> {
+    let (_tmp, p, a) = shop(|cfg| {
+        Ok(cfg.replace(
+            "../../data/external/minilm",
+            &minilm()?.display().to_string(),
+        ))
+    })?;
+    let k = a
+        .knowledge
+        .as_ref()
+        .context("the knowledge base was built")?;
+    assert!(k.passages.len() >= 15, "{} passages", k.passages.len());
+    let (right, misses) = top1(&p, k)?;
+    println!("knowledge top-1: {right}/30; misses: {misses:#?}");
+    assert!(right >= 27, "top passage right for {right}/30: {misses:#?}");
+    answers_from_documents(&p, &a, "do gift vouchers expire?", "three years")
+}
+
 /// Without an encoder (`DuetKnowledge` with no `model:`), passages are found by their words:
 /// no download is needed, at some cost in accuracy on paraphrased questions.
 #[test]
 fn word_search_without_an_encoder() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let dir = tmp.path().join("shop");
-    copy_tree(&root().join("examples/customer-service"), &dir)?;
-    let cfg: String = std::fs::read_to_string(dir.join("config.yml"))?
-        .lines()
-        .filter(|l| !l.contains("../../data/external/minilm"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(dir.join("config.yml"), cfg)?;
-    let p = Project::load(&dir)?;
-    let (a, _) = check::train_checked(&p)?;
+    let (_tmp, p, a) = shop(|cfg| {
+        Ok(cfg
+            .lines()
+            .filter(|l| !l.contains("../../data/external/minilm"))
+            .map(|l| format!("{l}\n"))
+            .collect())
+    })?;
     let k = a
         .knowledge
         .as_ref()
         .context("the knowledge base was built")?;
     assert!(k.model.is_none());
-    let qs: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(
-        dir.join("tests/knowledge_questions.yml"),
-    )?)?;
-    let qs = qs["questions"].as_array().cloned().unwrap_or_default();
-    let right = qs
-        .iter()
-        .filter(|q| {
-            let best = k.search(q["question"].as_str().unwrap_or_default(), 1);
-            best.ok()
-                .and_then(|b| b.first().map(|(p, _)| p.heading.clone()))
-                .is_some_and(|h| q["heading"].as_str() == Some(h.as_str()))
-        })
-        .count();
-    println!("word search top-1: {right}/{}", qs.len());
-    assert!(right >= 18, "top passage right for {right}/30");
-
-    let model = dir.join("models/duet");
-    a.save(&p, &model)?;
-    let a = Assistant::load(&p, &model)?;
-    let mut t = a.new_tracker("w");
-    let reply = a.handle(&mut t, "can gift cards be exchanged for cash?", None);
-    assert!(
-        reply[0]
-            .text
-            .as_deref()
-            .is_some_and(|s| s.contains("three years")),
-        "{reply:?}"
-    );
-    let none = a.handle(&mut t, "xyzzy plugh", None);
-    assert!(
-        none[0]
-            .text
-            .as_deref()
-            .is_some_and(|s| s.starts_with("Sorry")),
-        "{none:?}"
-    );
-    Ok(())
+    let (right, misses) = top1(&p, k)?;
+    println!("word search top-1: {right}/30; misses: {misses:#?}");
+    assert!(right >= 20, "top passage right for {right}/30");
+    answers_from_documents(
+        &p,
+        &a,
+        "can gift cards be exchanged for cash?",
+        "three years",
+    )
 }

@@ -29,7 +29,8 @@ impl SentenceEmbedder {
         let cfg = bert::Config::load(&dir.join("config.json"))?;
         let ck = Checkpoint::load(dir, device)?;
         let model = BertModel::load(ck.var_builder(device), &cfg, false)?;
-        ck.finish()?;
+        // Sentence embeddings pool the last hidden states; BERT's pooler layer is not used.
+        ck.finish_except(&["pooler."])?;
         let tokenizer = crate::load_tokenizer(dir)?;
         let pooling = read_pooling(dir)?;
         let normalize = read_modules(dir)?.iter().any(|m| m.ends_with("Normalize"));

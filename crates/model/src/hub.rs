@@ -140,6 +140,12 @@ impl Checkpoint {
     /// Fails with every missing or mis-shaped tensor the model asked for; warns about stored
     /// tensors nobody read.
     pub fn finish(&self) -> Result<()> {
+        self.finish_except(&[])
+    }
+
+    /// [`finish`](Self::finish), without the warning for unused tensors whose names contain one
+    /// of `expected_unused` (e.g. BERT's `pooler.`, which mean-pooled sentence embeddings skip).
+    pub fn finish_except(&self, expected_unused: &[&str]) -> Result<()> {
         let requests = self
             .requests
             .lock()
@@ -181,7 +187,11 @@ impl Checkpoint {
         let unused: Vec<&String> = self
             .tensors
             .keys()
-            .filter(|k| !used.contains(*k) && !IGNORED_SUFFIXES.iter().any(|s| k.ends_with(s)))
+            .filter(|k| {
+                !used.contains(*k)
+                    && !IGNORED_SUFFIXES.iter().any(|s| k.ends_with(s))
+                    && !expected_unused.iter().any(|p| k.contains(p))
+            })
             .collect();
         if !unused.is_empty() {
             tracing::warn!(

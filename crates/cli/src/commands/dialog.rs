@@ -269,12 +269,7 @@ fn serve(a: DialogServeArgs) -> Result<()> {
         "tracker_store": where_,
     });
     let state = duet_dialog::server::AppState::new(assistant, store, status);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    super::runtime()?.block_on(async move {
         let addr = format!("{}:{}", a.host, a.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await

@@ -14,6 +14,16 @@ pub mod train;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// The async runtime of the servers: two worker threads (model work runs on the blocking pool).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()
+        .context("starting the async runtime")
+}
+
 /// A progress bar over bytes with a message, drawn on stderr (hidden when it is not a terminal).
 pub fn byte_bar() -> ProgressBar {
     let bar = ProgressBar::new(0);

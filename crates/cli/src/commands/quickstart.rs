@@ -610,12 +610,7 @@ fn serve(a: &QuickstartArgs, project: &Path) -> Result<()> {
     });
     let dialog = duet_dialog::server::AppState::new(assistant, Box::new(store), status);
     let app = duet_serve::router(state).merge(duet_dialog::server::router(dialog));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    super::runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         println!();
         println!("web chat:      http://{local}/chat");

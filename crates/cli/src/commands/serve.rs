@@ -87,12 +87,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         blocking_jobs: 2,
     };
     let state = duet_serve::load(&cfg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    super::runtime()?.block_on(async move {
         let addr = format!("{}:{}", a.host, a.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
