@@ -693,7 +693,6 @@ impl Drop for Killed {
 
 #[test]
 fn the_official_openai_client_works_against_duet_serve() -> Result<()> {
-    use std::io::BufRead;
     let python = test_python()?;
     let tmp = tempfile::tempdir()?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -723,33 +722,23 @@ fn the_official_openai_client_works_against_duet_serve() -> Result<()> {
         )?;
     }
     small_tokenizer(&bert, duet_tokenizer::Kind::Wordpiece)?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
-        .args([
-            "serve",
-            "--model",
-            "tiny=llama",
-            "--model",
-            "emb=bert",
-            "--port",
-            "0",
-            "--api-key",
-            "test-key",
-        ])
-        .current_dir(tmp.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let stdout = child.stdout.take();
-    let server = Killed(child);
-    let mut line = String::new();
-    if let Some(out) = stdout {
-        std::io::BufReader::new(out).read_line(&mut line)?;
-    }
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .ok_or_else(|| anyhow::anyhow!("no URL in the startup line {line:?}"))?
-        .to_owned();
+    let (server, line) = start(
+        Command::new(env!("CARGO_BIN_EXE_duet"))
+            .args([
+                "serve",
+                "--model",
+                "tiny=llama",
+                "--model",
+                "emb=bert",
+                "--port",
+                "0",
+                "--api-key",
+                "test-key",
+            ])
+            .current_dir(tmp.path()),
+        "http://",
+    )?;
+    let url = url_in(&line)?;
     assert!(
         line.contains("tiny (generator)") && line.contains("emb (embeddings)"),
         "{line}"
@@ -961,25 +950,53 @@ fn dialog_server(project: &Path) -> Result<(Killed, String)> {
 
 /// Starts `duet dialog serve` on a free port with more arguments.
 fn dialog_server_with(project: &Path, extra: &[&str]) -> Result<(Killed, String)> {
+    let (server, line) = start(
+        Command::new(env!("CARGO_BIN_EXE_duet"))
+            .args(["dialog", "serve", "--port", "0", "--project"])
+            .arg(project)
+            .args(extra),
+        "http://",
+    )?;
+    Ok((server, host_port(&url_in(&line)?)))
+}
+
+/// Starts `cmd` (the duet binary with its arguments) with standard output piped and reads it up
+/// to the first line that contains `marker`: the process, killed when dropped, and that line.
+fn start(cmd: &mut Command, marker: &str) -> Result<(Killed, String)> {
     use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
-        .args(["dialog", "serve", "--port", "0", "--project"])
-        .arg(project)
-        .args(extra)
+    let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()?;
-    let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
-        std::io::BufReader::new(out).read_line(&mut line)?;
+    let out = child.stdout.take();
+    let child = Killed(child);
+    if let Some(out) = out {
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line?;
+            if line.contains(marker) {
+                return Ok((child, line));
+            }
+        }
     }
-    let addr = line
+    anyhow::bail!("the server printed no line with {marker:?}")
+}
+
+/// The first `http://` URL in `line`.
+fn url_in(line: &str) -> Result<String> {
+    Ok(line
         .split_whitespace()
-        .find_map(|w| w.strip_prefix("http://"))
-        .and_then(|w| w.split('/').next())
-        .ok_or_else(|| anyhow::anyhow!("no address in {line:?}"))?
-        .to_owned();
-    Ok((Killed(child), addr))
+        .find(|w| w.starts_with("http://"))
+        .ok_or_else(|| anyhow::anyhow!("no URL in {line:?}"))?
+        .to_owned())
+}
+
+/// `host:port` of an `http://` URL.
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn say(addr: &str, sender: &str, message: &str) -> Result<String> {
@@ -1167,7 +1184,6 @@ fn custom_actions_run_on_a_real_rasa_sdk_action_server() -> Result<()> {
 
 #[test]
 fn questions_nobody_foresaw_go_to_the_language_model_through_the_openai_api() -> Result<()> {
-    use std::io::BufRead;
     let tmp = tempfile::tempdir()?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let llama = tmp.path().join("llama");
@@ -1186,37 +1202,22 @@ fn questions_nobody_foresaw_go_to_the_language_model_through_the_openai_api() ->
         .replace("\"eos_token_id\": 2", "\"eos_token_id\": 0");
     std::fs::write(llama.join("config.json"), cfg)?;
     small_tokenizer(&llama, duet_tokenizer::Kind::Bpe)?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
-        .args([
-            "serve",
-            "--model",
-            "tiny=llama",
-            "--port",
-            "0",
-            "--api-key",
-            "lm-key",
-        ])
-        .current_dir(tmp.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let stdout = child.stdout.take();
-    let lm = Killed(child);
-    let mut line = String::new();
-    if let Some(out) = stdout {
-        std::io::BufReader::new(out).read_line(&mut line)?;
-    }
-    let lm_url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .ok_or_else(|| anyhow::anyhow!("no URL in {line:?}"))?
-        .to_owned();
-    let lm_addr = lm_url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let (lm, line) = start(
+        Command::new(env!("CARGO_BIN_EXE_duet"))
+            .args([
+                "serve",
+                "--model",
+                "tiny=llama",
+                "--port",
+                "0",
+                "--api-key",
+                "lm-key",
+            ])
+            .current_dir(tmp.path()),
+        "http://",
+    )?;
+    let lm_url = url_in(&line)?;
+    let lm_addr = host_port(&lm_url);
 
     let project = tmp.path().join("bot");
     std::fs::create_dir_all(project.join("data"))?;
@@ -1245,24 +1246,13 @@ fn questions_nobody_foresaw_go_to_the_language_model_through_the_openai_api() ->
     let p = project.to_str().unwrap_or_default();
     let out = duet(&["dialog", "train", "--project", p], tmp.path())?;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
-        .args(["dialog", "serve", "--port", "0", "--project", p])
-        .env("DUET_TEST_LM_KEY", "lm-key")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let stdout = child.stdout.take();
-    let _dm = Killed(child);
-    let mut line = String::new();
-    if let Some(out) = stdout {
-        std::io::BufReader::new(out).read_line(&mut line)?;
-    }
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http://"))
-        .and_then(|w| w.split('/').next())
-        .ok_or_else(|| anyhow::anyhow!("no address in {line:?}"))?
-        .to_owned();
+    let (_dm, line) = start(
+        Command::new(env!("CARGO_BIN_EXE_duet"))
+            .args(["dialog", "serve", "--port", "0", "--project", p])
+            .env("DUET_TEST_LM_KEY", "lm-key"),
+        "http://",
+    )?;
+    let addr = host_port(&url_in(&line)?);
 
     assert_eq!(say(&addr, "q", "hello")?, "Hello!");
     let answer = say(
@@ -1547,7 +1537,6 @@ fn copy_example(src: &Path, project: &Path) -> Result<()> {
 /// web chat answers through the form, the knowledge base and the GPT on one port.
 #[test]
 fn quickstart_trains_reuses_and_serves_everything_on_one_port() -> Result<()> {
-    use std::io::BufRead;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("qs");
@@ -1585,27 +1574,13 @@ fn quickstart_trains_reuses_and_serves_everything_on_one_port() -> Result<()> {
 
     let mut serve = base.to_vec();
     serve.extend(["--port", "0"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
-        .args(&serve)
-        .current_dir(tmp.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let lines = std::io::BufReader::new(child.stdout.take().expect("piped"));
-    let _server = Killed(child);
-    let mut addr = None;
-    for line in lines.lines() {
-        let line = line?;
-        if let Some(url) = line.strip_prefix("web chat:") {
-            addr = url
-                .trim()
-                .strip_prefix("http://")
-                .and_then(|u| u.split('/').next())
-                .map(str::to_owned);
-            break;
-        }
-    }
-    let addr = addr.ok_or_else(|| anyhow::anyhow!("no web chat address printed"))?;
+    let (_server, line) = start(
+        Command::new(env!("CARGO_BIN_EXE_duet"))
+            .args(&serve)
+            .current_dir(tmp.path()),
+        "web chat:",
+    )?;
+    let addr = host_port(&url_in(&line)?);
     let (status, models) = http(&addr, "GET", "/v1/models", "")?;
     assert_eq!(status, 200, "{models}");
     assert!(models.contains("\"gpt\""), "{models}");

@@ -95,8 +95,8 @@ pub fn passages(source: &str, text: &str, max_words: usize) -> Vec<Passage> {
     out
 }
 
-/// The passages of every document under `dir`, in file order.
-pub fn read_dir(dir: &Path) -> Result<Vec<Passage>> {
+/// Every file under `dir`, its subfolders included, sorted.
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -110,8 +110,13 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Passage>> {
         }
     }
     files.sort();
+    Ok(files)
+}
+
+/// The passages of every document under `dir`, in file order.
+pub fn read_dir(dir: &Path) -> Result<Vec<Passage>> {
     let mut out = Vec::new();
-    for f in files {
+    for f in files_under(dir)? {
         let ext = f
             .extension()
             .map(|e| e.to_string_lossy().to_lowercase())
@@ -139,6 +144,8 @@ pub struct Knowledge {
     /// The passages.
     pub passages: Vec<Passage>,
     vectors: Vec<Vec<f32>>,
+    /// Each passage's content words (headings included), for BM25 and word coverage.
+    terms: Vec<Vec<String>>,
     embedder: Option<SentenceEmbedder>,
     /// Below this score nothing answers.
     pub min_score: f64,
@@ -188,6 +195,7 @@ impl Knowledge {
             None => (None, Vec::new()),
         };
         Ok(Some(Self {
+            terms: terms_of(&passages),
             passages,
             vectors,
             embedder,
@@ -220,6 +228,7 @@ impl Knowledge {
             None => None,
         };
         Ok(Some(Self {
+            terms: terms_of(&s.passages),
             passages: s.passages,
             vectors: s.vectors,
             embedder,
@@ -232,11 +241,10 @@ impl Knowledge {
     /// `min_score` is compared with): cosine similarity to the query, or without a model the
     /// share of the query's word weight the passage contains.
     pub fn search(&self, query: &str, k: usize) -> Result<Vec<(&Passage, f64)>> {
-        let docs: Vec<String> = self.passages.iter().map(embedded_text).collect();
         let Some(embedder) = &self.embedder else {
-            let lexical = bm25(&docs, query);
-            let cover = coverage(&docs, query);
-            let mut order: Vec<usize> = (0..docs.len()).collect();
+            let lexical = bm25(&self.terms, query);
+            let cover = coverage(&self.terms, query);
+            let mut order: Vec<usize> = (0..self.terms.len()).collect();
             order.sort_by(|&a, &b| lexical[b].total_cmp(&lexical[a]));
             return Ok(order
                 .into_iter()
@@ -259,7 +267,7 @@ impl Knowledge {
                 f64::from(dot / (qn * norm(v)))
             })
             .collect();
-        let lexical = bm25(&docs, query);
+        let lexical = bm25(&self.terms, query);
         // Dense similarity plus a fifth of the BM25 score relative to the best one: exact rare
         // words break ties between paraphrases.
         let top = lexical.iter().copied().fold(0.0, f64::max);
@@ -305,14 +313,16 @@ fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// For each document, the share of the query's distinct content words it contains, each word
-/// weighted by its inverse document frequency (a passage holding the query's rare words scores
-/// near 1, one holding only its common words near 0).
-pub fn coverage(docs: &[String], query: &str) -> Vec<f64> {
-    let toks: Vec<std::collections::HashSet<String>> = docs
-        .iter()
-        .map(|d| words(d).into_iter().collect())
-        .collect();
+/// The content words of each passage, its headings included (what is searched by words).
+pub fn terms_of(passages: &[Passage]) -> Vec<Vec<String>> {
+    passages.iter().map(|p| words(&embedded_text(p))).collect()
+}
+
+/// For each document (its content words, as [`terms_of`] gives them), the share of the query's
+/// distinct content words it contains, each word weighted by its inverse document frequency (a
+/// passage holding the query's rare words scores near 1, one holding only its common words near
+/// 0).
+pub fn coverage(toks: &[Vec<String>], query: &str) -> Vec<f64> {
     let n = toks.len() as f64;
     let mut q = words(query);
     q.sort();
@@ -340,9 +350,9 @@ pub fn coverage(docs: &[String], query: &str) -> Vec<f64> {
         .collect()
 }
 
-/// Okapi BM25 (k1 = 1.2, b = 0.75) of each document for `query`.
-pub fn bm25(docs: &[String], query: &str) -> Vec<f64> {
-    let toks: Vec<Vec<String>> = docs.iter().map(|d| words(d)).collect();
+/// Okapi BM25 (k1 = 1.2, b = 0.75) of each document (its content words, as [`terms_of`]
+/// gives them) for `query`.
+pub fn bm25(toks: &[Vec<String>], query: &str) -> Vec<f64> {
     let n = toks.len() as f64;
     let avg = toks.iter().map(Vec::len).sum::<usize>() as f64 / n.max(1.0);
     let mut q = words(query);

@@ -515,20 +515,7 @@ impl Project {
         // The knowledge base's documents are training data too.
         let kdir = dir.join("knowledge");
         if kdir.is_dir() {
-            let mut stack = vec![kdir];
-            let mut docs = Vec::new();
-            while let Some(d) = stack.pop() {
-                for e in std::fs::read_dir(&d).map_err(io(&d))? {
-                    let p = e.map_err(io(&d))?.path();
-                    if p.is_dir() {
-                        stack.push(p);
-                    } else {
-                        docs.push(p);
-                    }
-                }
-            }
-            docs.sort();
-            files.extend(docs);
+            files.extend(crate::knowledge::files_under(&kdir)?);
         }
         let mut tests = Vec::new();
         for f in yaml_files(&dir.join("tests"))? {

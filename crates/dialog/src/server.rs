@@ -111,10 +111,8 @@ struct RestMessage {
     message: String,
 }
 
-async fn webhook(
-    State(s): State<Arc<AppState>>,
-    b: Result<Json<Value>, JsonRejection>,
-) -> Result<Response, ApiError> {
+/// The REST channel's request, its sender checked.
+fn rest_message(b: Result<Json<Value>, JsonRejection>) -> Result<RestMessage, ApiError> {
     let m: RestMessage = body(b)?;
     if m.sender.is_empty() || m.sender.len() > MAX_SENDER {
         return Err(ApiError(
@@ -122,6 +120,14 @@ async fn webhook(
             format!("field `sender` must be 1 to {MAX_SENDER} bytes"),
         ));
     }
+    Ok(m)
+}
+
+async fn webhook(
+    State(s): State<Arc<AppState>>,
+    b: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let m = rest_message(b)?;
     let lock = s.lock_for(&m.sender);
     let _guard = lock.lock().await;
     let s2 = s.clone();
@@ -152,13 +158,7 @@ async fn webhook_stream(
 ) -> Result<Response, ApiError> {
     use axum::response::sse::{Event as Sse, KeepAlive};
     use tokio_stream::StreamExt;
-    let m: RestMessage = body(b)?;
-    if m.sender.is_empty() || m.sender.len() > MAX_SENDER {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("field `sender` must be 1 to {MAX_SENDER} bytes"),
-        ));
-    }
+    let m = rest_message(b)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Sse>(256);
     tokio::spawn(async move {
         let lock = s.lock_for(&m.sender);

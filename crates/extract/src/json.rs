@@ -35,9 +35,7 @@ impl JsonExtractor {
                 "the schema must be a JSON object (a JSON Schema)".into(),
             ));
         }
-        let instruction = format!(
-            "Extract the information in the user's text as JSON following this schema: {schema}"
-        );
+        let instruction = default_instruction(&schema);
         Ok(Self {
             url: url.trim_end_matches('/').to_owned(),
             model: model.to_owned(),
@@ -51,19 +49,13 @@ impl JsonExtractor {
 
     /// The request body for `text`.
     pub fn request(&self, text: &str) -> Value {
-        json!({
-            "model": self.model,
-            "messages": [
-                {"role": "system", "content": self.instruction},
-                {"role": "user", "content": text},
-            ],
-            "temperature": 0,
-            "max_tokens": self.max_tokens,
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {"name": "extraction", "schema": self.schema, "strict": true},
-            },
-        })
+        chat_request(
+            &self.model,
+            &self.instruction,
+            &self.schema,
+            text,
+            i64::from(self.max_tokens),
+        )
     }
 
     /// The JSON the model wrote for `text`.
@@ -99,6 +91,35 @@ impl JsonExtractor {
             ))
         })
     }
+}
+
+/// The instruction sent before each text when none is given: extract as JSON, quoting the schema.
+pub fn default_instruction(schema: &Value) -> String {
+    format!("Extract the information in the user's text as JSON following this schema: {schema}")
+}
+
+/// The `/v1/chat/completions` body that asks `model` to fill `schema` from `text`: the
+/// instruction as the system message, greedy decoding, `response_format: json_schema`.
+pub fn chat_request(
+    model: &str,
+    instruction: &str,
+    schema: &Value,
+    text: &str,
+    max_tokens: i64,
+) -> Value {
+    json!({
+        "model": model,
+        "messages": [
+            {"role": "system", "content": instruction},
+            {"role": "user", "content": text},
+        ],
+        "temperature": 0,
+        "max_tokens": max_tokens,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "extraction", "schema": schema, "strict": true},
+        },
+    })
 }
 
 #[cfg(test)]

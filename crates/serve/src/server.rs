@@ -1358,27 +1358,21 @@ async fn extract(
                     ));
                 }
             };
-            let instruction = req.instruction.clone().unwrap_or_else(|| {
-                format!(
-                    "Extract the information in the user's text as JSON following this schema: {schema}"
-                )
-            });
+            let instruction = req
+                .instruction
+                .clone()
+                .unwrap_or_else(|| duet_extract::json::default_instruction(&schema));
             let mut out = Vec::new();
             for (i, t) in texts.iter().enumerate() {
-                let chat: ChatRequest = serde_json::from_value(json!({
-                    "model": model,
-                    "messages": [
-                        {"role": "system", "content": instruction},
-                        {"role": "user", "content": t},
-                    ],
-                    "temperature": 0,
-                    "max_tokens": req.max_tokens.unwrap_or(256),
-                    "response_format": {
-                        "type": "json_schema",
-                        "json_schema": {"name": "extraction", "schema": schema, "strict": true},
-                    },
-                }))
-                .map_err(|e| ApiError::internal(format!("building the request: {e}")))?;
+                let body = duet_extract::json::chat_request(
+                    &model,
+                    &instruction,
+                    &schema,
+                    t,
+                    req.max_tokens.unwrap_or(256),
+                );
+                let chat: ChatRequest = serde_json::from_value(body)
+                    .map_err(|e| ApiError::internal(format!("building the request: {e}")))?;
                 let started = start_chat(&s, &chat)?;
                 let (choices, usage) = collect(started.sub).await?;
                 s.keys.spend(key.0, usage.total_tokens);

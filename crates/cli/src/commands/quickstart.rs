@@ -314,7 +314,7 @@ fn copy_project(from: &Path, to: &Path, encoder: Option<&Path>) -> Result<()> {
     }
     std::fs::write(&cfg, out).with_context(|| format!("writing {}", cfg.display()))?;
     // Replace the old copy only when the new one differs, so that its hash stays put.
-    if to.is_dir() && hash(&[to.to_path_buf()])? == hash(std::slice::from_ref(&fresh))? {
+    if to.is_dir() && hash(to)? == hash(&fresh)? {
         std::fs::remove_dir_all(&fresh).with_context(|| format!("removing {}", fresh.display()))?;
         return Ok(());
     }
@@ -339,21 +339,19 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// SHA-256 over every file under `paths` (name relative to its root, and contents, in sorted
-/// order), skipping stage manifests and checkpoints: a copy hashes like its original.
-fn hash(paths: &[PathBuf]) -> Result<String> {
+/// SHA-256 over every file under `root` (name relative to it, and contents, in sorted order),
+/// skipping stage manifests and checkpoints: a copy hashes like its original.
+fn hash(root: &Path) -> Result<String> {
     let mut h = Sha256::new();
-    for root in paths {
-        let mut files = Vec::new();
-        walk(root, &mut files)?;
-        files.sort();
-        for f in files {
-            let rel = f.strip_prefix(root).unwrap_or(&f);
-            h.update(rel.as_os_str().as_encoded_bytes());
-            let bytes = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
-            h.update((bytes.len() as u64).to_le_bytes());
-            h.update(&bytes);
-        }
+    let mut files = Vec::new();
+    walk(root, &mut files)?;
+    files.sort();
+    for f in files {
+        let rel = f.strip_prefix(root).unwrap_or(&f);
+        h.update(rel.as_os_str().as_encoded_bytes());
+        let bytes = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
     }
     Ok(hex(&h.finalize()))
 }
@@ -388,9 +386,13 @@ fn walk(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 fn run_stage(st: &Stage, d: &Path) -> Result<Done> {
     let out = d.join(st.name);
     let cmds: Vec<&Vec<String>> = st.commands.iter().map(|(c, _)| c).collect();
+    // Each input is hashed once: for the key, and for the manifest.
+    let hashes: Vec<String> = st.inputs.iter().map(|p| hash(p)).collect::<Result<_>>()?;
     let key = {
         let mut h = Sha256::new();
-        h.update(hash(&st.inputs)?);
+        for x in &hashes {
+            h.update(x);
+        }
         h.update(serde_json::to_vec(&cmds)?);
         h.update(env!("CARGO_PKG_VERSION"));
         hex(&h.finalize())
@@ -450,10 +452,9 @@ fn run_stage(st: &Stage, d: &Path) -> Result<Done> {
     let inputs: Vec<Value> = st
         .inputs
         .iter()
-        .map(|p| {
-            Ok(json!({"path": p.display().to_string(), "sha256": hash(std::slice::from_ref(p))?}))
-        })
-        .collect::<Result<_>>()?;
+        .zip(&hashes)
+        .map(|(p, h)| json!({"path": p.display().to_string(), "sha256": h}))
+        .collect();
     let m = json!({
         "stage": st.name,
         "key": key,
