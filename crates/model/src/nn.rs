@@ -245,6 +245,16 @@ impl Dropout {
         }
     }
 
+    /// Draws a seed for kernels that make their own masks (the explicit training path), so
+    /// that their masks follow this generator and its checkpointed state.
+    pub fn seed(&self) -> Result<u64> {
+        let mut rng = self
+            .rng
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("dropout lock poisoned".into()))?;
+        Ok(rng.random::<u64>())
+    }
+
     /// Zeroes each element with probability `p` and scales the rest by `1 / (1 - p)`.
     pub fn apply(&self, x: &Tensor, p: f64) -> Result<Tensor> {
         if p <= 0.0 {

@@ -37,8 +37,12 @@ pub trait Task {
     fn train_loss(&mut self, drop: &Dropout) -> Result<(Tensor, usize)>;
     /// A task that computes its own gradients (an explicit backward pass) returns the loss of
     /// the next micro-batch, a gradient per variable, and the batch's size; `None` means
-    /// candle's autograd on [`Task::train_loss`] is used.
-    fn loss_and_grads(&mut self, _varmap: &VarMap) -> Result<Option<LossAndGrads>> {
+    /// candle's autograd on [`Task::train_loss`] is used. `drop` seeds its dropout masks.
+    fn loss_and_grads(
+        &mut self,
+        _varmap: &VarMap,
+        _drop: &Dropout,
+    ) -> Result<Option<LossAndGrads>> {
         Ok(None)
     }
     /// Metrics on the validation data; includes the early-stopping metric. `varmap` holds the
@@ -287,7 +291,9 @@ impl<T: Task> Trainer<T> {
             let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
             let mut loss_sum = 0f64;
             for _ in 0..cfg.grad_accum {
-                if let Some((value, g, n)) = self.task.loss_and_grads(&self.varmap)? {
+                if let Some((value, g, n)) =
+                    self.task.loss_and_grads(&self.varmap, &self.dropout)?
+                {
                     if !value.is_finite() {
                         return Err(Error::NonFinite {
                             step: self.state.step + 1,

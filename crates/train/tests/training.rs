@@ -132,8 +132,9 @@ impl<T: Task> Task for StopAfter<T> {
     fn loss_and_grads(
         &mut self,
         vm: &VarMap,
+        drop: &Dropout,
     ) -> duet_train::Result<Option<duet_train::trainer::LossAndGrads>> {
-        let r = self.inner.loss_and_grads(vm)?;
+        let r = self.inner.loss_and_grads(vm, drop)?;
         if r.is_some() {
             self.tick();
         }
@@ -182,7 +183,8 @@ fn resume_continues_exactly_like_the_uninterrupted_run() -> Result<()> {
             model_type,
             24,
         )?;
-        cfg.model.dropout = if model_type == "llama" { 0.1 } else { 0.0 };
+        // Dropout on: resume must restore its generator too (GPT-2 takes the explicit path).
+        cfg.model.dropout = 0.1;
         let (task, vm) = duet_train::run::lm_task(&cfg)?;
         Trainer::new(
             task,

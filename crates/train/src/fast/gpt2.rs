@@ -14,12 +14,12 @@ use super::kernels as k;
 use super::matmul::matmul;
 use crate::{Error, Result};
 
-/// Whether the explicit path can train this model: GPT-2 layout, tied head, no dropout, f32
-/// on the CPU.
-pub fn supported(cfg: &Config, dropout: f64) -> bool {
+/// Whether the explicit path can train this model: GPT-2 layout with a tied head and the
+/// GELU MLP (f32 on the CPU; dropout on the embeddings, attention and residual branches as
+/// the model sets it).
+pub fn supported(cfg: &Config) -> bool {
     cfg.family() == Family::Gpt2
         && cfg.tied()
-        && dropout == 0.0
         && cfg
             .intermediate_size
             .is_none_or(|m| m == 4 * cfg.hidden_size)
@@ -41,6 +41,19 @@ struct LayerActs {
     fch: Vec<f32>,
     fch_gelu: Vec<f32>,
     res3: Vec<f32>,
+    /// Dropout on the attention probabilities this step (masks made again in backward).
+    attn_drop: Option<k::AttnDropout>,
+    /// Dropout masks of the attention and MLP branches (empty without residual dropout).
+    drop_attn: Vec<f32>,
+    drop_mlp: Vec<f32>,
+}
+
+/// Dropout probabilities of the three GPT-2 sites.
+#[derive(Clone, Copy)]
+struct Pdrop {
+    embd: f32,
+    attn: f32,
+    resid: f32,
 }
 
 /// Buffers for one batch shape (B, T).
@@ -52,7 +65,9 @@ pub struct Gpt2Step {
     v: usize,
     eps: f32,
     layers: usize,
+    pdrop: Pdrop,
     encoded: Vec<f32>,
+    emb_mask: Vec<f32>,
     acts: Vec<LayerActs>,
     lnf: Vec<f32>,
     lnf_mean: Vec<f32>,
@@ -77,13 +92,19 @@ impl<'a> Params<'a> {
 impl Gpt2Step {
     /// Buffers for batches of `b` sequences of `t` tokens.
     pub fn new(cfg: &Config, b: usize, t: usize) -> Result<Self> {
-        if !supported(cfg, 0.0) || cfg.head_dim() > 256 {
+        if !supported(cfg) || cfg.head_dim() > 256 {
             return Err(Error::Config(
-                "the explicit path trains GPT-2-layout models with a tied head and no dropout"
+                "the explicit path trains GPT-2-layout models with a tied head and a GELU MLP"
                     .into(),
             ));
         }
         let (c, n) = (cfg.hidden_size, b * t);
+        let pdrop = Pdrop {
+            embd: cfg.embd_pdrop.unwrap_or(0.0) as f32,
+            attn: cfg.attn_pdrop.or(cfg.attention_dropout).unwrap_or(0.0) as f32,
+            resid: cfg.resid_pdrop.unwrap_or(0.0) as f32,
+        };
+        let mask = |p: f32| vec![0f32; if p > 0.0 { n * c } else { 0 }];
         let layer = || LayerActs {
             ln1: vec![0.0; n * c],
             ln1_mean: vec![0.0; n],
@@ -98,6 +119,9 @@ impl Gpt2Step {
             fch: vec![0.0; n * 4 * c],
             fch_gelu: vec![0.0; n * 4 * c],
             res3: vec![0.0; n * c],
+            attn_drop: None,
+            drop_attn: mask(pdrop.resid),
+            drop_mlp: mask(pdrop.resid),
         };
         Ok(Self {
             b,
@@ -107,7 +131,9 @@ impl Gpt2Step {
             v: cfg.vocab_size,
             eps: cfg.eps() as f32,
             layers: cfg.num_hidden_layers,
+            pdrop,
             encoded: vec![0.0; n * c],
+            emb_mask: mask(pdrop.embd),
             acts: (0..cfg.num_hidden_layers).map(|_| layer()).collect(),
             lnf: vec![0.0; n * c],
             lnf_mean: vec![0.0; n],
@@ -117,11 +143,13 @@ impl Gpt2Step {
     }
 
     /// One forward and backward pass: the mean next-token loss, and a gradient per variable.
+    /// `seed` makes the step's dropout masks (the same seed gives the same masks).
     pub fn loss_and_grads(
         &mut self,
         varmap: &VarMap,
         inputs: &[u32],
         targets: &[u32],
+        seed: u64,
     ) -> Result<(f32, BTreeMap<String, Tensor>)> {
         let data = varmap
             .data()
@@ -145,7 +173,7 @@ impl Gpt2Step {
             map.insert(name.as_str(), &s[a..b]);
         }
         let p = Params { map };
-        let loss = self.forward(&p, inputs, targets)?;
+        let loss = self.forward(&p, inputs, targets, seed)?;
         let grads = self.backward(&p, inputs)?;
         let dev = candle_core::Device::Cpu;
         let mut out = BTreeMap::new();
@@ -157,8 +185,9 @@ impl Gpt2Step {
         Ok((loss, out))
     }
 
-    fn forward(&mut self, p: &Params, inputs: &[u32], targets: &[u32]) -> Result<f32> {
+    fn forward(&mut self, p: &Params, inputs: &[u32], targets: &[u32], seed: u64) -> Result<f32> {
         let (t, c, nh, v) = (self.t, self.c, self.nh, self.v);
+        let pdrop = self.pdrop;
         let n = self.b * t;
         if inputs.len() != n || targets.len() != n {
             return Err(Error::Config(format!(
@@ -179,7 +208,14 @@ impl Gpt2Step {
             t,
             c,
         );
+        // Dropout sites: 0 the embeddings; per layer 3l+1 attention, 3l+2 and 3l+3 the
+        // attention and MLP branches.
+        if pdrop.embd > 0.0 {
+            k::dropout_mask(&mut self.emb_mask, pdrop.embd, k::site_seed(seed, 0));
+            k::mul_into(&mut self.encoded, &self.emb_mask);
+        }
         for l in 0..self.layers {
+            let site = 3 * l as u64;
             let pre = format!("transformer.h.{l}.");
             let g = |s: &str| p.get(&format!("{pre}{s}"));
             let (before, rest) = self.acts.split_at_mut(l);
@@ -212,7 +248,11 @@ impl Gpt2Step {
                 false,
             );
             k::bias_forward(&mut a.qkv, g("attn.c_attn.bias")?);
-            k::attention_forward(&mut a.atty, &mut a.att, &a.qkv, t, c, nh);
+            a.attn_drop = (pdrop.attn > 0.0).then(|| k::AttnDropout {
+                p: pdrop.attn,
+                seed: k::site_seed(seed, site + 1),
+            });
+            k::attention_forward(&mut a.atty, &mut a.att, &a.qkv, t, c, nh, a.attn_drop);
             matmul(
                 &mut a.res2,
                 &a.atty,
@@ -225,6 +265,10 @@ impl Gpt2Step {
                 false,
             );
             k::bias_forward(&mut a.res2, g("attn.c_proj.bias")?);
+            if pdrop.resid > 0.0 {
+                k::dropout_mask(&mut a.drop_attn, pdrop.resid, k::site_seed(seed, site + 2));
+                k::mul_into(&mut a.res2, &a.drop_attn);
+            }
             k::add_into(&mut a.res2, x);
             // x = x + mlp(ln_2(x))
             k::layernorm_forward(
@@ -261,6 +305,10 @@ impl Gpt2Step {
                 false,
             );
             k::bias_forward(&mut a.res3, g("mlp.c_proj.bias")?);
+            if pdrop.resid > 0.0 {
+                k::dropout_mask(&mut a.drop_mlp, pdrop.resid, k::site_seed(seed, site + 3));
+                k::mul_into(&mut a.res3, &a.drop_mlp);
+            }
             k::add_into(&mut a.res3, &a.res2);
         }
         let x: &[f32] = match self.acts.last() {
@@ -385,6 +433,8 @@ impl Gpt2Step {
         let mut dln = vec![0f32; n * c];
         let mut datty = vec![0f32; n * c];
         let mut dqkv = vec![0f32; n * 3 * c];
+        // The gradient into a dropped-out branch: d(branch) = d(residual) ∘ mask.
+        let mut dbranch = vec![0f32; if self.pdrop.resid > 0.0 { n * c } else { 0 }];
         for l in (0..self.layers).rev() {
             let pre = format!("transformer.h.{l}.");
             let g = |s: &str| p.get(&format!("{pre}{s}"));
@@ -394,14 +444,20 @@ impl Gpt2Step {
             } else {
                 &self.acts[l - 1].res3
             };
-            // dres holds d(res3). res3 = res2 + fcproj: d(res2) = dres + d through the MLP.
+            // dres holds d(res3). res3 = res2 + drop(fcproj): d(res2) = dres + d through the MLP.
+            let dy: &[f32] = if a.drop_mlp.is_empty() {
+                &dres
+            } else {
+                k::mul(&mut dbranch, &dres, &a.drop_mlp);
+                &dbranch
+            };
             let mut dw = take(&format!("{pre}mlp.c_proj.weight"))?;
             let mut db = take(&format!("{pre}mlp.c_proj.bias"))?;
-            k::bias_backward(&mut db, &dres);
-            matmul(&mut dw, &a.fch_gelu, &dres, 4 * c, c, n, true, false, true);
+            k::bias_backward(&mut db, dy);
+            matmul(&mut dw, &a.fch_gelu, dy, 4 * c, c, n, true, false, true);
             matmul(
                 &mut dfch_gelu,
-                &dres,
+                dy,
                 g("mlp.c_proj.weight")?,
                 n,
                 4 * c,
@@ -448,14 +504,20 @@ impl Gpt2Step {
             );
             out.insert(format!("{pre}ln_2.weight"), dw);
             out.insert(format!("{pre}ln_2.bias"), db);
-            // dres now holds d(res2). res2 = x + attproj.
+            // dres now holds d(res2). res2 = x + drop(attproj).
+            let dy: &[f32] = if a.drop_attn.is_empty() {
+                &dres
+            } else {
+                k::mul(&mut dbranch, &dres, &a.drop_attn);
+                &dbranch
+            };
             let mut dw = take(&format!("{pre}attn.c_proj.weight"))?;
             let mut db = take(&format!("{pre}attn.c_proj.bias"))?;
-            k::bias_backward(&mut db, &dres);
-            matmul(&mut dw, &a.atty, &dres, c, c, n, true, false, true);
+            k::bias_backward(&mut db, dy);
+            matmul(&mut dw, &a.atty, dy, c, c, n, true, false, true);
             matmul(
                 &mut datty,
-                &dres,
+                dy,
                 g("attn.c_proj.weight")?,
                 n,
                 c,
@@ -467,7 +529,7 @@ impl Gpt2Step {
             out.insert(format!("{pre}attn.c_proj.weight"), dw);
             out.insert(format!("{pre}attn.c_proj.bias"), db);
             dqkv.fill(0.0);
-            k::attention_backward(&mut dqkv, &datty, &a.qkv, &a.att, t, c, nh);
+            k::attention_backward(&mut dqkv, &datty, &a.qkv, &a.att, t, c, nh, a.attn_drop);
             let mut dw = take(&format!("{pre}attn.c_attn.weight"))?;
             let mut db = take(&format!("{pre}attn.c_attn.bias"))?;
             k::bias_backward(&mut db, &dqkv);
@@ -503,6 +565,9 @@ impl Gpt2Step {
             out.insert(format!("{pre}ln_1.weight"), dw);
             out.insert(format!("{pre}ln_1.bias"), db);
             // dres now holds d(x): the residual stream into this layer.
+        }
+        if !self.emb_mask.is_empty() {
+            k::mul_into(&mut dres, &self.emb_mask);
         }
         let mut dwpe = take("transformer.wpe.weight")?;
         k::encoder_backward(&mut dwte, &mut dwpe, &dres, inputs, t, c);
@@ -544,7 +609,7 @@ mod tests {
         let want = loss.to_scalar::<f32>().unwrap();
         let grads = loss.backward().unwrap();
         let mut step = Gpt2Step::new(&cfg, b, t).unwrap();
-        let (got, fast) = step.loss_and_grads(&vm, &inputs, &targets).unwrap();
+        let (got, fast) = step.loss_and_grads(&vm, &inputs, &targets, 0).unwrap();
         assert!((got - want).abs() < 1e-4, "loss {got} vs {want}");
         let data = vm.data().lock().unwrap();
         assert_eq!(fast.len(), data.len());
@@ -572,5 +637,79 @@ mod tests {
                 .max(1e-3);
             assert!(d / scale < 1e-3, "{name}: max diff {d} (scale {scale})");
         }
+    }
+
+    /// The loss of one step with the masks of `seed`.
+    fn loss_at(step: &mut Gpt2Step, vm: &VarMap, inputs: &[u32], targets: &[u32]) -> f32 {
+        step.loss_and_grads(vm, inputs, targets, 42).unwrap().0
+    }
+
+    #[test]
+    fn gradients_with_dropout_match_finite_differences_under_fixed_masks() {
+        let mut cfg = Config::gpt2(30, 8, 16, 2, 2);
+        cfg.resid_pdrop = Some(0.3);
+        cfg.embd_pdrop = Some(0.3);
+        cfg.attn_pdrop = Some(0.3);
+        let vm = VarMap::new();
+        Gpt::load(VarInit::new(&vm, 5, None).var_builder(&Device::Cpu), &cfg).unwrap();
+        for (_, var) in vm.data().lock().unwrap().iter() {
+            let t = var.as_tensor();
+            if t.rank() == 2 {
+                var.set(&(t * 10.0).unwrap()).unwrap();
+            }
+        }
+        let (b, t) = (2, 8);
+        let inputs: Vec<u32> = (0..b * t).map(|i| ((i * 7 + 3) % 30) as u32).collect();
+        let targets: Vec<u32> = (0..b * t).map(|i| ((i * 11 + 5) % 30) as u32).collect();
+        let mut step = Gpt2Step::new(&cfg, b, t).unwrap();
+        let (loss, grads) = step.loss_and_grads(&vm, &inputs, &targets, 42).unwrap();
+        // The masks are a function of the seed: the same seed, the same loss; another, not.
+        assert_eq!(loss, loss_at(&mut step, &vm, &inputs, &targets));
+        let other = step.loss_and_grads(&vm, &inputs, &targets, 43).unwrap().0;
+        assert_ne!(loss, other);
+        // About 30% of a mask is zero, the rest 1/0.7.
+        let zeros = step.emb_mask.iter().filter(|&&m| m == 0.0).count() as f32;
+        let share = zeros / step.emb_mask.len() as f32;
+        assert!((0.2..0.4).contains(&share), "{share} of the mask dropped");
+        assert!(
+            step.emb_mask
+                .iter()
+                .all(|&m| m == 0.0 || (m - 1.0 / 0.7).abs() < 1e-6)
+        );
+        // Central differences on the two largest gradient entries of every variable.
+        let eps = 1e-2f32;
+        let vars: Vec<(String, candle_core::Var)> = vm
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        let mut checked = 0;
+        for (name, var) in &vars {
+            let g: Vec<f32> = grads[name].flatten_all().unwrap().to_vec1().unwrap();
+            let mut order: Vec<usize> = (0..g.len()).collect();
+            order.sort_by(|&i, &j| g[j].abs().total_cmp(&g[i].abs()));
+            let base: Vec<f32> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            for &i in order.iter().take(2) {
+                let mut at = |delta: f32| {
+                    let mut w = base.clone();
+                    w[i] += delta;
+                    var.set(&Tensor::from_vec(w, var.shape(), &Device::Cpu).unwrap())
+                        .unwrap();
+                    loss_at(&mut step, &vm, &inputs, &targets)
+                };
+                let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+                at(0.0);
+                let tol = 0.03 * g[i].abs() + 2e-3;
+                assert!(
+                    (fd - g[i]).abs() < tol,
+                    "{name}[{i}]: finite difference {fd}, gradient {}",
+                    g[i]
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 2 * vars.len());
     }
 }

@@ -3,6 +3,8 @@
 //! with cross-entropy. Rows run in parallel on rayon; inner loops are written so the compiler
 //! vectorises them, compiled for AVX-512 and AVX2 and chosen at run time.
 
+use rand::Rng;
+use rand_pcg::Pcg32;
 use rayon::prelude::*;
 
 use super::matmul::matmul_serial;
@@ -252,6 +254,79 @@ pub fn add_into(out: &mut [f32], a: &[f32]) {
         .for_each(|(o, a)| o.iter_mut().zip(a).for_each(|(o, &a)| *o += a));
 }
 
+/// Elements per random stream of [`dropout_mask`].
+const MASK_CHUNK: usize = 1 << 14;
+
+/// Mixes a step seed with a site number (splitmix64), so that every dropout site of a step
+/// draws from its own stream.
+pub fn site_seed(seed: u64, site: u64) -> u64 {
+    let mut z = seed.wrapping_add(site.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Fills `mask` with inverted-dropout multipliers: 0 with probability `p`, otherwise
+/// `1 / (1 − p)`. Each chunk of the mask draws from its own stream of `seed`, so the mask is
+/// the same on any number of threads.
+pub fn dropout_mask(mask: &mut [f32], p: f32, seed: u64) {
+    mask.par_chunks_mut(MASK_CHUNK)
+        .enumerate()
+        .for_each(|(i, m)| fill_mask(m, p, seed, i as u64));
+}
+
+/// One stream's share of [`dropout_mask`].
+fn fill_mask(m: &mut [f32], p: f32, seed: u64, stream: u64) {
+    let keep = 1.0 - f64::from(p);
+    let scale = (1.0 / keep) as f32;
+    // A uniform u32 below keep·2³² keeps the element.
+    let threshold = (keep * 4_294_967_296.0) as u64;
+    let mut rng = Pcg32::new(seed, stream);
+    m.iter_mut().for_each(|x| {
+        *x = if u64::from(rng.next_u32()) < threshold {
+            scale
+        } else {
+            0.0
+        }
+    });
+}
+
+/// `out ∘= mask`, element by element.
+pub fn mul_into(out: &mut [f32], mask: &[f32]) {
+    out.par_chunks_mut(1 << 14)
+        .zip(mask.par_chunks(1 << 14))
+        .for_each(|(o, m)| o.iter_mut().zip(m).for_each(|(o, &m)| *o *= m));
+}
+
+/// `out = a ∘ mask`, element by element.
+pub fn mul(out: &mut [f32], a: &[f32], mask: &[f32]) {
+    out.par_chunks_mut(1 << 14)
+        .zip(a.par_chunks(1 << 14).zip(mask.par_chunks(1 << 14)))
+        .for_each(|(o, (a, m))| {
+            o.iter_mut()
+                .zip(a.iter().zip(m))
+                .for_each(|(o, (&a, &m))| *o = a * m)
+        });
+}
+
+/// Dropout on attention probabilities: the probability of dropping, and the layer's seed.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnDropout {
+    /// Probability of zeroing a weight.
+    pub p: f32,
+    /// The layer's seed; (sequence, head) pair `i` draws from stream `i`.
+    pub seed: u64,
+}
+
+impl AttnDropout {
+    /// The (T, T) mask of one (sequence, head) pair; the same in forward and backward.
+    fn mask(&self, pair: usize, t: usize) -> Vec<f32> {
+        let mut m = vec![0f32; t * t];
+        fill_mask(&mut m, self.p, self.seed, pair as u64);
+        m
+    }
+}
+
 /// Copies head `h` of the query, key and value columns of one sequence's `qkv` (T, 3C) into
 /// contiguous (T, hs) buffers.
 #[allow(clippy::too_many_arguments)]
@@ -304,8 +379,9 @@ simd! {
 }
 
 /// Causal multi-head attention over `b` sequences: `qkv` (B·T, 3C) -> `out` (B·T, C), keeping
-/// the probabilities `att` (B, NH, T, T) for backward. Each (sequence, head) pair is gathered
-/// into contiguous buffers and multiplied with `gemm`.
+/// the probabilities `att` (B, NH, T, T) for backward (before dropout, which `drop` applies to
+/// them and backward makes again from its seed). Each (sequence, head) pair is gathered into
+/// contiguous buffers and multiplied with `gemm`.
 pub fn attention_forward(
     out: &mut [f32],
     att: &mut [f32],
@@ -313,6 +389,7 @@ pub fn attention_forward(
     t: usize,
     c: usize,
     nh: usize,
+    drop: Option<AttnDropout>,
 ) {
     let hs = c / nh;
     let scale = 1.0 / (hs as f32).sqrt();
@@ -329,7 +406,14 @@ pub fn attention_forward(
             matmul_serial(p, &q, &k, t, t, hs, false, true, false);
             causal_softmax(p, t, scale);
             let mut o = vec![0f32; t * hs];
-            matmul_serial(&mut o, p, &v, t, hs, t, false, false, false);
+            match drop {
+                Some(d) => {
+                    let mut pd = d.mask(pair, t);
+                    pd.iter_mut().zip(p.iter()).for_each(|(m, &p)| *m *= p);
+                    matmul_serial(&mut o, &pd, &v, t, hs, t, false, false, false);
+                }
+                None => matmul_serial(&mut o, p, &v, t, hs, t, false, false, false),
+            }
             o
         })
         .collect();
@@ -351,6 +435,7 @@ pub fn attention_backward(
     t: usize,
     c: usize,
     nh: usize,
+    drop: Option<AttnDropout>,
 ) {
     let hs = c / nh;
     let scale = 1.0 / (hs as f32).sqrt();
@@ -369,11 +454,23 @@ pub fn attention_backward(
                     &dout[(b * t + i) * c + h * hs..(b * t + i) * c + (h + 1) * hs],
                 );
             }
-            // dV = Pᵀ dO, dP = dO Vᵀ, dS = softmax'(dP), dQ = dS K, dK = dSᵀ Q
+            // With dropout P' = P ∘ M: dV = P'ᵀ dO, dP = (dO Vᵀ) ∘ M, dS = softmax'(dP),
+            // dQ = dS K, dK = dSᵀ Q
+            let mask = drop.map(|d| d.mask(pair, t));
             let mut dv = vec![0f32; t * hs];
-            matmul_serial(&mut dv, p, &d, t, hs, t, true, false, false);
             let mut dp = vec![0f32; t * t];
-            matmul_serial(&mut dp, &d, &v, t, t, hs, false, true, false);
+            match &mask {
+                Some(m) => {
+                    let pd: Vec<f32> = p.iter().zip(m).map(|(p, m)| p * m).collect();
+                    matmul_serial(&mut dv, &pd, &d, t, hs, t, true, false, false);
+                    matmul_serial(&mut dp, &d, &v, t, t, hs, false, true, false);
+                    dp.iter_mut().zip(m).for_each(|(g, m)| *g *= m);
+                }
+                None => {
+                    matmul_serial(&mut dv, p, &d, t, hs, t, true, false, false);
+                    matmul_serial(&mut dp, &d, &v, t, t, hs, false, true, false);
+                }
+            }
             softmax_back(&mut dp, p, t, scale);
             let mut dq = vec![0f32; t * hs];
             matmul_serial(&mut dq, &dp, &k, t, hs, t, false, false, false);
