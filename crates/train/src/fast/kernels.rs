@@ -348,22 +348,44 @@ fn gather_head(
     }
 }
 
+/// The maximum of `x`, over sixteen independent lanes so that it vectorises (a plain fold is
+/// one dependent chain).
+#[inline(always)]
+fn lanes_max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let chunks = x.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..16 {
+            acc[l] = acc[l].max(c[l]);
+        }
+    }
+    rest.iter().chain(&acc).copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// The sum of `x`, over sixteen independent lanes (see [`lanes_max`]).
+#[inline(always)]
+fn lanes_sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..16 {
+            acc[l] += c[l];
+        }
+    }
+    acc.iter().chain(rest).sum()
+}
+
 simd! {
     /// Causal softmax of scaled scores, rows of `t`, in place (row `i` keeps columns `..=i`).
     fn causal_softmax(s: &mut [f32], t: usize, scale: f32) {
         for (i, row) in s.chunks_exact_mut(t).enumerate() {
             let live = &mut row[..=i];
-            let mut max = f32::NEG_INFINITY;
-            for x in live.iter_mut() {
-                *x *= scale;
-                max = max.max(*x);
-            }
-            let mut sum = 0.0;
-            for x in live.iter_mut() {
-                *x = duet_model::fused::exp(*x - max);
-                sum += *x;
-            }
-            let inv = 1.0 / sum;
+            live.iter_mut().for_each(|x| *x *= scale);
+            let max = lanes_max(live);
+            live.iter_mut().for_each(|x| *x = duet_model::fused::exp(*x - max));
+            let inv = 1.0 / lanes_sum(live);
             live.iter_mut().for_each(|x| *x *= inv);
             row[i + 1..].fill(0.0);
         }
@@ -372,7 +394,7 @@ simd! {
     /// `ds = p ∘ (dp − rowsum(dp ∘ p)) · scale`, in place in `dp`.
     fn softmax_back(dp: &mut [f32], p: &[f32], t: usize, scale: f32) {
         for (d, p) in dp.chunks_exact_mut(t).zip(p.chunks_exact(t)) {
-            let s: f32 = d.iter().zip(p).map(|(d, p)| d * p).sum();
+            let s = duet_model::fused::dot(d, p);
             d.iter_mut().zip(p).for_each(|(d, &p)| *d = p * (*d - s) * scale);
         }
     }
@@ -503,13 +525,9 @@ pub fn attention_backward(
 simd! {
     fn xent_rows(logits: &mut [f32], losses: &mut [f32], targets: &[u32], v: usize, scale: f32) {
         for ((row, loss), &y) in logits.chunks_exact_mut(v).zip(losses.iter_mut()).zip(targets) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0;
-            for x in row.iter_mut() {
-                *x = duet_model::fused::exp(*x - max);
-                sum += *x;
-            }
-            let inv = 1.0 / sum;
+            let max = lanes_max(row);
+            row.iter_mut().for_each(|x| *x = duet_model::fused::exp(*x - max));
+            let inv = 1.0 / lanes_sum(row);
             let py = row[y as usize] * inv;
             *loss = -py.max(1e-30).ln();
             // d loss / d logits = (p - onehot) / N
