@@ -129,8 +129,21 @@ pub fn bar() -> ProgressBar {
     b
 }
 
+/// Makes the calling thread one of rayon's workers (the pool keeps its size, one thread fewer
+/// is spawned). A training step alternates short serial work with parallel loops; with the
+/// caller outside the pool, the idle workers spin beside it and take its core.
+pub fn join_thread_pool() {
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .use_current_thread()
+        .build_global()
+    {
+        tracing::debug!("the thread pool was already built: {e}");
+    }
+}
+
 /// Runs a training command.
 pub fn run(cmd: TrainCommand) -> Result<()> {
+    join_thread_pool();
     match cmd {
         TrainCommand::Classify(a) => super::classify::train(a)?,
         TrainCommand::Tokens(a) => super::tokens::train(a)?,

@@ -110,6 +110,8 @@ pub struct ClassifyTask {
     encoder_dir: PathBuf,
     frozen: BTreeMap<String, Tensor>,
     device: Device,
+    /// The explicit forward and backward pass, where it covers the model (CPU, GELU).
+    fast: Option<crate::fast::bert::BertClassifierStep>,
 }
 
 /// Settings of [`ClassifyTask::new`] beyond the data.
@@ -146,6 +148,17 @@ impl ClassifyTask {
         let mut rng = Pcg32::seed_from_u64(opts.seed);
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut rng);
+        let fast = if device.is_cpu() && crate::fast::bert::supported(&cfg) {
+            Some(crate::fast::bert::BertClassifierStep::new(
+                &cfg,
+                labels.len(),
+            )?)
+        } else {
+            tracing::info!(
+                "fine-tuning through candle's autograd (the explicit path covers GELU encoders on the CPU)"
+            );
+            None
+        };
         Ok(Self {
             model,
             cfg,
@@ -165,6 +178,7 @@ impl ClassifyTask {
             encoder_dir,
             frozen,
             device,
+            fast,
         })
     }
 
@@ -312,6 +326,29 @@ impl Task for ClassifyTask {
             .model
             .forward(&ids, &ids.zeros_like()?, &mask, Some(drop))?;
         Ok((self.loss(&logits, &y)?, idx.len()))
+    }
+
+    fn loss_and_grads(
+        &mut self,
+        varmap: &VarMap,
+        drop: &Dropout,
+    ) -> Result<Option<crate::trainer::LossAndGrads>> {
+        if self.fast.is_none() {
+            return Ok(None);
+        }
+        let idx = self.next_indices();
+        let seqs: Vec<&[u32]> = idx.iter().map(|&i| self.train[i].0.as_slice()).collect();
+        let y: Vec<usize> = idx.iter().map(|&i| self.train[i].1).collect();
+        let opts = crate::fast::bert::LossOptions {
+            class_weights: self.class_weights.as_deref(),
+            smoothing: self.smoothing as f32,
+        };
+        let Some(fast) = &self.fast else {
+            return Ok(None);
+        };
+        let (loss, grads) =
+            fast.loss_and_grads(varmap, &self.frozen, &seqs, &y, opts, drop.seed()?)?;
+        Ok(Some((loss, grads, idx.len())))
     }
 
     fn evaluate(&mut self, varmap: &VarMap) -> Result<BTreeMap<String, f64>> {

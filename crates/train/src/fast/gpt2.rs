@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{CpuStorage, Storage, Tensor};
+use candle_core::Tensor;
 use candle_nn::VarMap;
 use duet_model::gpt::{Config, Family};
 
 use super::kernels as k;
 use super::matmul::matmul;
+use super::{Params, with_params};
 use crate::{Error, Result};
 
 /// Whether the explicit path can train this model: GPT-2 layout with a tied head and the
@@ -73,20 +74,6 @@ pub struct Gpt2Step {
     lnf_mean: Vec<f32>,
     lnf_rstd: Vec<f32>,
     logits: Vec<f32>,
-}
-
-/// Read access to the parameters as f32 slices, by name.
-struct Params<'a> {
-    map: BTreeMap<&'a str, &'a [f32]>,
-}
-
-impl<'a> Params<'a> {
-    fn get(&self, name: &str) -> Result<&'a [f32]> {
-        self.map
-            .get(name)
-            .copied()
-            .ok_or_else(|| Error::Config(format!("the fast GPT-2 path found no parameter {name}")))
-    }
 }
 
 impl Gpt2Step {
@@ -151,38 +138,10 @@ impl Gpt2Step {
         targets: &[u32],
         seed: u64,
     ) -> Result<(f32, BTreeMap<String, Tensor>)> {
-        let data = varmap
-            .data()
-            .lock()
-            .map_err(|_| Error::Config("varmap lock poisoned".into()))?;
-        let vars: Vec<(&String, &candle_core::Var)> = data.iter().collect();
-        let guards: Vec<_> = vars
-            .iter()
-            .map(|(_, v)| v.as_tensor().storage_and_layout())
-            .collect();
-        let mut map = BTreeMap::new();
-        for ((name, _), (g, layout)) in vars.iter().zip(&guards) {
-            let Storage::Cpu(CpuStorage::F32(s)) = &**g else {
-                return Err(Error::Config(format!(
-                    "the fast GPT-2 path needs f32 CPU parameters ({name} is not)"
-                )));
-            };
-            let (a, b) = layout
-                .contiguous_offsets()
-                .ok_or_else(|| Error::Config(format!("{name} is not contiguous")))?;
-            map.insert(name.as_str(), &s[a..b]);
-        }
-        let p = Params { map };
-        let loss = self.forward(&p, inputs, targets, seed)?;
-        let grads = self.backward(&p, inputs)?;
-        let dev = candle_core::Device::Cpu;
-        let mut out = BTreeMap::new();
-        for (name, var) in &vars {
-            if let Some(g) = grads.get(name.as_str()) {
-                out.insert((*name).clone(), Tensor::from_slice(g, var.shape(), &dev)?);
-            }
-        }
-        Ok((loss, out))
+        with_params(varmap, &BTreeMap::new(), |p| {
+            let loss = self.forward(p, inputs, targets, seed)?;
+            Ok((loss, self.backward(p, inputs)?))
+        })
     }
 
     fn forward(&mut self, p: &Params, inputs: &[u32], targets: &[u32], seed: u64) -> Result<f32> {
@@ -292,7 +251,12 @@ impl Gpt2Step {
                 false,
                 false,
             );
-            k::bias_gelu_forward(&mut a.fch, &mut a.fch_gelu, g("mlp.c_fc.bias")?);
+            k::bias_gelu_forward(
+                &mut a.fch,
+                &mut a.fch_gelu,
+                g("mlp.c_fc.bias")?,
+                k::Gelu::Tanh,
+            );
             matmul(
                 &mut a.res3,
                 &a.fch_gelu,
@@ -469,7 +433,7 @@ impl Gpt2Step {
             out.insert(format!("{pre}mlp.c_proj.weight"), dw);
             out.insert(format!("{pre}mlp.c_proj.bias"), db);
             dfch.fill(0.0);
-            k::gelu_backward(&mut dfch, &a.fch, &dfch_gelu);
+            k::gelu_backward(&mut dfch, &a.fch, &dfch_gelu, k::Gelu::Tanh);
             let mut dw = take(&format!("{pre}mlp.c_fc.weight"))?;
             let mut db = take(&format!("{pre}mlp.c_fc.bias"))?;
             k::bias_backward(&mut db, &dfch);

@@ -213,12 +213,48 @@ simd! {
     }
 }
 
+simd! {
+    fn bias_gelu_erf_rows(pre: &mut [f32], out: &mut [f32], bias: &[f32]) {
+        let c = bias.len();
+        for (p, o) in pre.chunks_exact_mut(c).zip(out.chunks_exact_mut(c)) {
+            for ((p, o), &b) in p.iter_mut().zip(o.iter_mut()).zip(bias) {
+                let x = *p + b;
+                *p = x;
+                *o = 0.5 * x * (1.0 + duet_model::fused::erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            }
+        }
+    }
+
+    fn gelu_erf_back_rows(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
+        // gelu'(x) = Φ(x) + x φ(x)
+        const INV_SQRT_2PI: f32 = 0.398_942_3;
+        for ((di, &x), &d) in dinp.iter_mut().zip(inp).zip(dout) {
+            let cdf = 0.5 * (1.0 + duet_model::fused::erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            let pdf = INV_SQRT_2PI * duet_model::fused::exp(-0.5 * x * x);
+            *di += (cdf + x * pdf) * d;
+        }
+    }
+}
+
+/// Which GELU: the tanh approximation (GPT-2's `gelu_new`) or the exact one with erf (BERT's
+/// `gelu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gelu {
+    /// `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
+    Tanh,
+    /// `0.5 x (1 + erf(x / √2))`.
+    Erf,
+}
+
 /// `pre += bias` (kept for backward) and `out = gelu(pre)`, in one pass.
-pub fn bias_gelu_forward(pre: &mut [f32], out: &mut [f32], bias: &[f32]) {
+pub fn bias_gelu_forward(pre: &mut [f32], out: &mut [f32], bias: &[f32], kind: Gelu) {
     let rows = (ROWS * 4) * bias.len();
     pre.par_chunks_mut(rows)
         .zip(out.par_chunks_mut(rows))
-        .for_each(|(p, o)| bias_gelu_rows(p, o, bias));
+        .for_each(|(p, o)| match kind {
+            Gelu::Tanh => bias_gelu_rows(p, o, bias),
+            Gelu::Erf => bias_gelu_erf_rows(p, o, bias),
+        });
 }
 
 /// GELU (tanh approximation, GPT-2's `gelu_new`).
@@ -229,10 +265,13 @@ pub fn gelu_forward(out: &mut [f32], inp: &[f32]) {
 }
 
 /// GELU backward: `dinp += gelu'(inp) · dout`.
-pub fn gelu_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
+pub fn gelu_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32], kind: Gelu) {
     dinp.par_chunks_mut(1 << 14)
         .zip(inp.par_chunks(1 << 14).zip(dout.par_chunks(1 << 14)))
-        .for_each(|(di, (x, d))| gelu_back_rows(di, x, d));
+        .for_each(|(di, (x, d))| match kind {
+            Gelu::Tanh => gelu_back_rows(di, x, d),
+            Gelu::Erf => gelu_erf_back_rows(di, x, d),
+        });
 }
 
 /// `out = a + b`.
@@ -320,7 +359,7 @@ pub struct AttnDropout {
 
 impl AttnDropout {
     /// The (T, T) mask of one (sequence, head) pair; the same in forward and backward.
-    fn mask(&self, pair: usize, t: usize) -> Vec<f32> {
+    pub(crate) fn mask(&self, pair: usize, t: usize) -> Vec<f32> {
         let mut m = vec![0f32; t * t];
         fill_mask(&mut m, self.p, self.seed, pair as u64);
         m
@@ -360,7 +399,10 @@ fn lanes_max(x: &[f32]) -> f32 {
             acc[l] = acc[l].max(c[l]);
         }
     }
-    rest.iter().chain(&acc).copied().fold(f32::NEG_INFINITY, f32::max)
+    rest.iter()
+        .chain(&acc)
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max)
 }
 
 /// The sum of `x`, over sixteen independent lanes (see [`lanes_max`]).
@@ -388,6 +430,17 @@ simd! {
             let inv = 1.0 / lanes_sum(live);
             live.iter_mut().for_each(|x| *x *= inv);
             row[i + 1..].fill(0.0);
+        }
+    }
+
+    /// Softmax of scaled scores, rows of `t`, in place (no mask: bidirectional attention).
+    fn softmax_rows(s: &mut [f32], t: usize, scale: f32) {
+        for row in s.chunks_exact_mut(t) {
+            row.iter_mut().for_each(|x| *x *= scale);
+            let max = lanes_max(row);
+            row.iter_mut().for_each(|x| *x = duet_model::fused::exp(*x - max));
+            let inv = 1.0 / lanes_sum(row);
+            row.iter_mut().for_each(|x| *x *= inv);
         }
     }
 
@@ -550,4 +603,206 @@ pub fn softmax_xent(logits: &mut [f32], targets: &[u32], v: usize) -> f32 {
         .zip(losses.par_chunks_mut(4).zip(targets.par_chunks(4)))
         .for_each(|(l, (loss, y))| xent_rows(l, loss, y, v, scale));
     (losses.iter().map(|&x| f64::from(x)).sum::<f64>() / n as f64) as f32
+}
+
+/// Sequences packed back to back without padding: sequence `s` holds rows
+/// `offsets[s]..offsets[s + 1]` of every (N, ·) buffer.
+#[derive(Clone, Debug)]
+pub struct Packed {
+    /// Row offsets, one more than the sequences.
+    pub offsets: Vec<usize>,
+}
+
+impl Packed {
+    /// The layout of sequences of these lengths.
+    pub fn new(lengths: impl IntoIterator<Item = usize>) -> Self {
+        let mut offsets = vec![0];
+        for l in lengths {
+            offsets.push(offsets[offsets.len() - 1] + l);
+        }
+        Self { offsets }
+    }
+
+    /// Rows in all.
+    pub fn rows(&self) -> usize {
+        self.offsets[self.offsets.len() - 1]
+    }
+
+    /// Sequences.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Whether there are no sequences.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Attention probabilities of all (sequence, head) pairs: `nh · L²` per sequence.
+    pub fn probs_len(&self, nh: usize) -> usize {
+        self.offsets
+            .windows(2)
+            .map(|w| nh * (w[1] - w[0]).pow(2))
+            .sum()
+    }
+
+    /// Each (sequence, head) pair in pair order (`pair = s · nh + h`): its first row, its
+    /// length, and where its (L, L) probabilities start.
+    fn pairs(&self, nh: usize) -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::with_capacity(self.len() * nh);
+        let mut at = 0;
+        for w in self.offsets.windows(2) {
+            let l = w[1] - w[0];
+            for _ in 0..nh {
+                out.push((w[0], l, at));
+                at += l * l;
+            }
+        }
+        out
+    }
+
+    /// Splits a probability buffer into one (L, L) slice per pair (see [`Packed::pairs`]).
+    fn split_probs<'a>(
+        &self,
+        mut probs: &'a mut [f32],
+        nh: usize,
+    ) -> Vec<(usize, usize, &'a mut [f32])> {
+        self.pairs(nh)
+            .into_iter()
+            .map(|(r0, l, _)| {
+                let (head, rest) = std::mem::take(&mut probs).split_at_mut(l * l);
+                probs = rest;
+                (r0, l, head)
+            })
+            .collect()
+    }
+}
+
+/// Copies head `h` of rows `r0..r0 + l` of an (N, C) buffer into a contiguous (l, hs) one.
+fn gather(x: &[f32], r0: usize, l: usize, c: usize, h: usize, hs: usize) -> Vec<f32> {
+    let mut out = vec![0f32; l * hs];
+    for i in 0..l {
+        let row = (r0 + i) * c + h * hs;
+        out[i * hs..(i + 1) * hs].copy_from_slice(&x[row..row + hs]);
+    }
+    out
+}
+
+/// Adds a contiguous (l, hs) block into head `h` of rows `r0..` of an (N, C) buffer.
+fn scatter_add(x: &mut [f32], block: &[f32], r0: usize, c: usize, h: usize, hs: usize) {
+    for (i, b) in block.chunks_exact(hs).enumerate() {
+        let row = (r0 + i) * c + h * hs;
+        x[row..row + hs]
+            .iter_mut()
+            .zip(b)
+            .for_each(|(x, &b)| *x += b);
+    }
+}
+
+/// Bidirectional multi-head attention over packed sequences (BERT): `q`, `k`, `v` (N, C) ->
+/// `out` (N, C), which must be zero; keeps the probabilities (before dropout) in `probs`
+/// ([`Packed::probs_len`]) for backward.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_packed_forward(
+    out: &mut [f32],
+    probs: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    packed: &Packed,
+    c: usize,
+    nh: usize,
+    drop: Option<AttnDropout>,
+) {
+    let hs = c / nh;
+    let scale = 1.0 / (hs as f32).sqrt();
+    let blocks: Vec<(usize, usize, usize, Vec<f32>)> = packed
+        .split_probs(probs, nh)
+        .into_par_iter()
+        .enumerate()
+        .map(|(pair, (r0, l, p))| {
+            let h = pair % nh;
+            let (qh, kh, vh) = (
+                gather(q, r0, l, c, h, hs),
+                gather(k, r0, l, c, h, hs),
+                gather(v, r0, l, c, h, hs),
+            );
+            matmul_serial(p, &qh, &kh, l, l, hs, false, true, false);
+            softmax_rows(p, l, scale);
+            let mut o = vec![0f32; l * hs];
+            match drop {
+                Some(d) => {
+                    let mut pd = d.mask(pair, l);
+                    pd.iter_mut().zip(p.iter()).for_each(|(m, &p)| *m *= p);
+                    matmul_serial(&mut o, &pd, &vh, l, hs, l, false, false, false);
+                }
+                None => matmul_serial(&mut o, p, &vh, l, hs, l, false, false, false),
+            }
+            (r0, h, l, o)
+        })
+        .collect();
+    for (r0, h, _, o) in &blocks {
+        scatter_add(out, o, *r0, c, *h, hs);
+    }
+}
+
+/// Backward of [`attention_packed_forward`]: `dq`, `dk`, `dv` (N, C) accumulate.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_packed_backward(
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    dout: &[f32],
+    probs: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    packed: &Packed,
+    c: usize,
+    nh: usize,
+    drop: Option<AttnDropout>,
+) {
+    let hs = c / nh;
+    let scale = 1.0 / (hs as f32).sqrt();
+    let grads: Vec<(usize, usize, [Vec<f32>; 3])> = packed
+        .pairs(nh)
+        .into_par_iter()
+        .enumerate()
+        .map(|(pair, (r0, l, at))| {
+            let h = pair % nh;
+            let p = &probs[at..at + l * l];
+            let (qh, kh, vh, d) = (
+                gather(q, r0, l, c, h, hs),
+                gather(k, r0, l, c, h, hs),
+                gather(v, r0, l, c, h, hs),
+                gather(dout, r0, l, c, h, hs),
+            );
+            let mask = drop.map(|d| d.mask(pair, l));
+            let mut dvh = vec![0f32; l * hs];
+            let mut dp = vec![0f32; l * l];
+            match &mask {
+                Some(m) => {
+                    let pd: Vec<f32> = p.iter().zip(m).map(|(p, m)| p * m).collect();
+                    matmul_serial(&mut dvh, &pd, &d, l, hs, l, true, false, false);
+                    matmul_serial(&mut dp, &d, &vh, l, l, hs, false, true, false);
+                    dp.iter_mut().zip(m).for_each(|(g, m)| *g *= m);
+                }
+                None => {
+                    matmul_serial(&mut dvh, p, &d, l, hs, l, true, false, false);
+                    matmul_serial(&mut dp, &d, &vh, l, l, hs, false, true, false);
+                }
+            }
+            softmax_back(&mut dp, p, l, scale);
+            let mut dqh = vec![0f32; l * hs];
+            matmul_serial(&mut dqh, &dp, &kh, l, hs, l, false, false, false);
+            let mut dkh = vec![0f32; l * hs];
+            matmul_serial(&mut dkh, &dp, &qh, l, hs, l, true, false, false);
+            (r0, h, [dqh, dkh, dvh])
+        })
+        .collect();
+    for (r0, h, [dqh, dkh, dvh]) in &grads {
+        scatter_add(dq, dqh, *r0, c, *h, hs);
+        scatter_add(dk, dkh, *r0, c, *h, hs);
+        scatter_add(dv, dvh, *r0, c, *h, hs);
+    }
 }

@@ -178,6 +178,8 @@ pub struct TokensTask {
     encoder_dir: PathBuf,
     frozen: BTreeMap<String, Tensor>,
     device: Device,
+    /// The explicit forward and backward pass, where it covers the model (CPU, GELU).
+    fast: Option<crate::fast::bert::BertTaggerStep>,
 }
 
 /// What [`TokensTask::new`] needs beyond the model.
@@ -209,6 +211,17 @@ impl TokensTask {
         let mut rng = Pcg32::seed_from_u64(seed);
         let mut order: Vec<usize> = (0..data.train.len()).collect();
         order.shuffle(&mut rng);
+        let fast = if device.is_cpu() && crate::fast::bert::supported(&cfg) {
+            Some(crate::fast::bert::BertTaggerStep::new(
+                &cfg,
+                data.tags.len(),
+            )?)
+        } else {
+            tracing::info!(
+                "fine-tuning through candle's autograd (the explicit path covers GELU encoders on the CPU)"
+            );
+            None
+        };
         Ok(Self {
             model,
             cfg,
@@ -225,6 +238,7 @@ impl TokensTask {
             encoder_dir,
             frozen,
             device,
+            fast,
         })
     }
 
@@ -286,6 +300,29 @@ impl Task for TokensTask {
             .model
             .forward(&ids, &ids.zeros_like()?, &mask, Some(drop))?;
         Ok((masked_loss(&logits, &targets, &self.device)?, idx.len()))
+    }
+
+    fn loss_and_grads(
+        &mut self,
+        varmap: &VarMap,
+        drop: &Dropout,
+    ) -> Result<Option<crate::trainer::LossAndGrads>> {
+        if self.fast.is_none() {
+            return Ok(None);
+        }
+        let idx = self.next_indices();
+        let seqs: Vec<&[u32]> = idx
+            .iter()
+            .map(|&i| self.train[i].window.ids.as_slice())
+            .collect();
+        let targets: Vec<Vec<Option<u32>>> =
+            idx.iter().map(|&i| self.train[i].targets.clone()).collect();
+        let Some(fast) = &self.fast else {
+            return Ok(None);
+        };
+        let (loss, grads) =
+            fast.loss_and_grads(varmap, &self.frozen, &seqs, &targets, drop.seed()?)?;
+        Ok(Some((loss, grads, idx.len())))
     }
 
     fn evaluate(&mut self, varmap: &VarMap) -> Result<BTreeMap<String, f64>> {
