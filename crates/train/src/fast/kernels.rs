@@ -65,8 +65,8 @@ pub fn encoder_backward(
 simd! {
     fn layernorm_rows(out: &mut [f32], mean: &mut [f32], rstd: &mut [f32], inp: &[f32], w: &[f32], b: &[f32], c: usize, eps: f32) {
         for (((o, x), m), r) in out.chunks_exact_mut(c).zip(inp.chunks_exact(c)).zip(mean.iter_mut()).zip(rstd.iter_mut()) {
-            let mu = x.iter().sum::<f32>() / c as f32;
-            let var = x.iter().map(|v| (v - mu) * (v - mu)).sum::<f32>() / c as f32;
+            let mu = lanes_sum(x) / c as f32;
+            let var = lanes_sum_sq_dev(x, mu) / c as f32;
             let rs = 1.0 / (var + eps).sqrt();
             for (((o, &x), &w), &b) in o.iter_mut().zip(x).zip(w).zip(b) {
                 *o = (x - mu) * rs * w + b;
@@ -78,15 +78,8 @@ simd! {
 
     fn layernorm_back_rows(dinp: &mut [f32], dw: &mut [f32], db: &mut [f32], dout: &[f32], inp: &[f32], w: &[f32], mean: &[f32], rstd: &[f32], c: usize) {
         for ((((di, d), x), &mu), &rs) in dinp.chunks_exact_mut(c).zip(dout.chunks_exact(c)).zip(inp.chunks_exact(c)).zip(mean).zip(rstd) {
-            let mut dnorm_mean = 0.0;
-            let mut dnorm_norm_mean = 0.0;
-            for ((&d, &x), &w) in d.iter().zip(x).zip(w) {
-                let norm = (x - mu) * rs;
-                dnorm_mean += w * d;
-                dnorm_norm_mean += w * d * norm;
-            }
-            dnorm_mean /= c as f32;
-            dnorm_norm_mean /= c as f32;
+            let (dnorm_mean, dnorm_norm_mean) = lanes_dnorm(d, x, w, mu, rs);
+            let (dnorm_mean, dnorm_norm_mean) = (dnorm_mean / c as f32, dnorm_norm_mean / c as f32);
             for (((((di, &d), &x), &w), dw), db) in di.iter_mut().zip(d).zip(x).zip(w).zip(dw.iter_mut()).zip(db.iter_mut()) {
                 let norm = (x - mu) * rs;
                 *db += d;
@@ -417,6 +410,42 @@ fn lanes_sum(x: &[f32]) -> f32 {
         }
     }
     acc.iter().chain(rest).sum()
+}
+
+/// `Σ (x − mu)²` over sixteen lanes (see [`lanes_max`]).
+#[inline(always)]
+fn lanes_sum_sq_dev(x: &[f32], mu: f32) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..16 {
+            let d = c[l] - mu;
+            acc[l] += d * d;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().map(|v| (v - mu) * (v - mu)).sum::<f32>()
+}
+
+/// LayerNorm backward's two row sums, `Σ w·d` and `Σ w·d·x̂`, over sixteen lanes.
+#[inline(always)]
+fn lanes_dnorm(d: &[f32], x: &[f32], w: &[f32], mu: f32, rs: f32) -> (f32, f32) {
+    let (mut a, mut b) = ([0f32; 16], [0f32; 16]);
+    let (dc, xc, wc) = (d.chunks_exact(16), x.chunks_exact(16), w.chunks_exact(16));
+    let (dr, xr, wr) = (dc.remainder(), xc.remainder(), wc.remainder());
+    for ((d, x), w) in dc.zip(xc).zip(wc) {
+        for l in 0..16 {
+            let wd = w[l] * d[l];
+            a[l] += wd;
+            b[l] += wd * (x[l] - mu) * rs;
+        }
+    }
+    let (mut sa, mut sb) = (a.iter().sum::<f32>(), b.iter().sum::<f32>());
+    for ((&d, &x), &w) in dr.iter().zip(xr).zip(wr) {
+        sa += w * d;
+        sb += w * d * (x - mu) * rs;
+    }
+    (sa, sb)
 }
 
 simd! {
