@@ -1,13 +1,15 @@
-//! Structured output: `response_format` `json_object` and `json_schema` compiled by
-//! `llguidance` into a grammar over the tokenizer's vocabulary. Before each token is sampled,
-//! the tokens the grammar forbids are masked out, so the output always parses and validates.
+//! Structured output: `response_format` `json_object` and `json_schema` (and, for `duet
+//! generate`, a regular expression or a Lark grammar) compiled by `llguidance` into a grammar
+//! over the tokenizer's vocabulary. Before each token is sampled, the tokens the grammar
+//! forbids are masked out, so the output always parses and validates.
 
 use std::sync::Arc;
 
 use duet_model::generate::FinishReason;
+pub use llguidance::Matcher;
+use llguidance::ParserFactory;
 use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
-use llguidance::{Matcher, ParserFactory};
 use tokenizers::Tokenizer;
 
 use crate::api::ResponseFormat;
@@ -32,6 +34,27 @@ impl TokenizerEnv for Env {
     }
 }
 
+/// The bytes of token `id` decoded on its own; a special token is marked as llguidance
+/// expects, so that grammars never produce it as text.
+fn token_bytes(tokenizer: &Tokenizer, id: u32) -> Vec<u8> {
+    let special = tokenizer
+        .get_added_tokens_decoder()
+        .get(&id)
+        .filter(|t| t.special)
+        .map(|t| t.content.clone());
+    match special {
+        Some(name) => {
+            let mut b = vec![TokTrie::SPECIAL_TOKEN_MARKER];
+            b.extend_from_slice(name.as_bytes());
+            b
+        }
+        None => tokenizer
+            .decode(&[id], false)
+            .map(String::into_bytes)
+            .unwrap_or_default(),
+    }
+}
+
 /// Compiles response formats for one generator.
 pub struct Grammars {
     factory: ParserFactory,
@@ -51,8 +74,14 @@ impl Grammars {
             .to_string(false)
             .map_err(|e| e.to_string())
             .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))?;
-        let mut words = llguidance::token_bytes_from_tokenizer_json(&json)
-            .map_err(|e| format!("reading the vocabulary: {e}"))?;
+        let mut words = match llguidance::token_bytes_from_tokenizer_json(&json) {
+            Ok(w) => w,
+            // Layouts llguidance does not read (a character-level vocabulary with a Fuse
+            // decoder): each token's text as the tokenizer decodes it alone.
+            Err(_) => (0..tokenizer.get_vocab_size(true) as u32)
+                .map(|id| token_bytes(&tokenizer, id))
+                .collect(),
+        };
         words.resize(vocab, Vec::new());
         // Ids the tokenizer does not use (a model's vocabulary is often padded) must never be
         // allowed: as special tokens with a name of their own, the grammar forbids them.
@@ -93,13 +122,30 @@ impl Grammars {
                 })
             });
         }
+        self.compile(TopLevelGrammar::from_json_schema(schema), "the JSON schema")
+    }
+
+    /// A matcher for output that matches the regular expression `pattern` as a whole.
+    pub fn regex(&self, pattern: &str) -> Result<Matcher, String> {
+        self.compile(
+            TopLevelGrammar::from_regex(pattern),
+            "the regular expression",
+        )
+    }
+
+    /// A matcher for output that the Lark grammar `lark` derives (llguidance's dialect).
+    pub fn lark(&self, lark: &str) -> Result<Matcher, String> {
+        self.compile(TopLevelGrammar::from_lark(lark.to_owned()), "the grammar")
+    }
+
+    fn compile(&self, grammar: TopLevelGrammar, what: &str) -> Result<Matcher, String> {
         let parser = self
             .factory
-            .create_parser(TopLevelGrammar::from_json_schema(schema))
-            .map_err(|e| format!("the JSON schema cannot be used: {e}"))?;
+            .create_parser(grammar)
+            .map_err(|e| format!("{what} cannot be used: {e}"))?;
         let m = Matcher::new(Ok(parser));
         match m.get_error() {
-            Some(e) => Err(format!("the JSON schema cannot be used: {e}")),
+            Some(e) => Err(format!("{what} cannot be used: {e}")),
             None => Ok(m),
         }
     }

@@ -146,7 +146,8 @@ pub struct GptSection {
     pub n_inner: Option<usize>,
     /// Context length in tokens (training windows have this length).
     pub block_size: usize,
-    /// Dropout on embeddings, attention and residual branches.
+    /// Dropout on embeddings, attention and residual branches; with `init_from`, a value
+    /// above 0 replaces the loaded network's.
     pub dropout: f64,
     /// RoPE base (Llama).
     pub rope_theta: f64,

@@ -45,10 +45,20 @@ pub fn lm_task(cfg: &LmConfig) -> Result<(LmTask, VarMap)> {
     })?;
     let tokens = data::prepare(&cfg.data, &cfg.train.out)?;
     let (model_cfg, pretrained) = match &cfg.model.init_from {
-        Some(dir) => (
-            duet_model::gpt::Config::load(&dir.join("config.json"))?,
-            Some(Checkpoint::load(dir, &dev)?),
-        ),
+        Some(dir) => {
+            let mut c = duet_model::gpt::Config::load(&dir.join("config.json"))?;
+            // model.dropout above 0 applies to a loaded network too: fine-tuning on little
+            // data wants it whatever the network was pre-trained with.
+            let p = cfg.model.dropout;
+            if p > 0.0 {
+                if c.family() == duet_model::gpt::Family::Gpt2 {
+                    (c.resid_pdrop, c.embd_pdrop, c.attn_pdrop) = (Some(p), Some(p), Some(p));
+                } else {
+                    c.attention_dropout = Some(p);
+                }
+            }
+            (c, Some(Checkpoint::load(dir, &dev)?))
+        }
         None => (
             cfg.model.to_config(tokens.manifest.vocab_size as usize)?,
             None,

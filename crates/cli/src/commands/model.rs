@@ -42,6 +42,14 @@ pub struct GenerateArgs {
     /// Random seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Constrain the output to match this regular expression as a whole (e.g. a fixed verse
+    /// form); generation ends when the match is complete.
+    #[arg(long, conflicts_with = "grammar")]
+    pub regex: Option<String>,
+    /// Constrain the output to a Lark grammar in this file (llguidance's dialect, as in
+    /// llama.cpp's and vLLM's structured output).
+    #[arg(long)]
+    pub grammar: Option<PathBuf>,
 }
 
 /// Arguments of `duet embed`.
@@ -63,6 +71,79 @@ pub struct InspectArgs {
     /// A model directory.
     #[arg(long)]
     pub model: PathBuf,
+}
+
+/// The grammar `--regex` or `--grammar` asks for, if any.
+fn constraint(
+    a: &GenerateArgs,
+    model: &duet_model::gpt::Gpt,
+    tok: &tokenizers::Tokenizer,
+) -> Result<Option<duet_serve::grammar::Matcher>> {
+    if a.regex.is_none() && a.grammar.is_none() {
+        return Ok(None);
+    }
+    let eos = model
+        .config()
+        .eos_ids()
+        .first()
+        .copied()
+        .or_else(|| tok.token_to_id("<|endoftext|>"))
+        .unwrap_or(0);
+    let grammars = duet_serve::grammar::Grammars::new(
+        std::sync::Arc::new(tok.clone()),
+        model.config().vocab_size,
+        eos,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let m = match (&a.regex, &a.grammar) {
+        (Some(r), _) => grammars.regex(r),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            grammars.lark(&text)
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(m.map_err(|e| anyhow::anyhow!(e))?))
+}
+
+/// [`generate::generate`] with every token drawn from those the grammar allows; ends when the
+/// grammar is complete.
+fn constrained(
+    model: &duet_model::gpt::Gpt,
+    tok: &tokenizers::Tokenizer,
+    ids: &[u32],
+    params: &SamplingParams,
+    m: &mut duet_serve::grammar::Matcher,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<generate::Generation> {
+    use duet_serve::grammar::{advance, mask};
+    let (mut seq, mut delta) =
+        generate::Sequence::start_with(model, tok, ids, params, Some(&mut |l| mask(m, l)))?;
+    loop {
+        if let Some(t) = seq.last_token()
+            && seq.finish.is_none()
+            && let Some(reason) = advance(m, t).map_err(|e| anyhow::anyhow!(e))?
+            && let Some(rest) = seq.finish_now(reason)
+        {
+            delta.get_or_insert_with(String::new).push_str(&rest);
+        }
+        if let Some(d) = delta.take()
+            && !on_text(&d)
+        {
+            seq.cancel();
+        }
+        if seq.finish.is_some() {
+            return Ok(seq.result());
+        }
+        let Some(last) = seq.last_token() else {
+            return Ok(seq.result());
+        };
+        let logits = model
+            .decode_step(&[last], &mut [&mut seq.cache])?
+            .squeeze(0)?;
+        delta = seq.accept_with(model, tok, &logits, Some(&mut |l| mask(m, l)))?;
+    }
 }
 
 /// Streams a generation to standard output.
@@ -104,25 +185,24 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
         stop_token_ids: stop_ids,
         ..Default::default()
     };
+    let mut matcher = constraint(&a, &model, &tok)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     write!(out, "{prompt}")?;
     out.flush()?;
     let start = std::time::Instant::now();
     let mut io_err = None;
-    let g = generate::generate(
-        &model,
-        &tok,
-        &ids,
-        &params,
-        &mut |text| match write!(out, "{text}").and_then(|_| out.flush()) {
-            Ok(()) => true,
-            Err(e) => {
-                io_err = Some(e);
-                false
-            }
-        },
-    )?;
+    let mut on_text = |text: &str| match write!(out, "{text}").and_then(|_| out.flush()) {
+        Ok(()) => true,
+        Err(e) => {
+            io_err = Some(e);
+            false
+        }
+    };
+    let g = match matcher.as_mut() {
+        None => generate::generate(&model, &tok, &ids, &params, &mut on_text)?,
+        Some(m) => constrained(&model, &tok, &ids, &params, m, &mut on_text)?,
+    };
     if let Some(e) = io_err {
         return Err(e.into());
     }
