@@ -88,6 +88,12 @@ pub struct BertTaggerStep {
     p_cls: f32,
 }
 
+/// A pre-training step of `BertForMaskedLM`: the prediction head (dense, GELU, LayerNorm,
+/// then the word embeddings as the decoder, with a bias) on the masked positions only.
+pub struct BertMlmStep {
+    enc: Encoder,
+}
+
 /// Activations of one layer kept for backward.
 struct LayerActs {
     q: Vec<f32>,
@@ -557,7 +563,13 @@ impl Encoder {
                 dwtt[i] += d[i];
             }
         }
-        grads.insert("bert.embeddings.word_embeddings.weight".into(), dwte);
+        // Added to what a tied decoder (the MLM head) put there.
+        match grads.get_mut("bert.embeddings.word_embeddings.weight") {
+            Some(g) => k::add_into(g, &dwte),
+            None => {
+                grads.insert("bert.embeddings.word_embeddings.weight".into(), dwte);
+            }
+        }
         grads.insert("bert.embeddings.position_embeddings.weight".into(), dwpe);
         grads.insert("bert.embeddings.token_type_embeddings.weight".into(), dwtt);
         Ok(())
@@ -820,6 +832,154 @@ impl BertTaggerStep {
     }
 }
 
+impl BertMlmStep {
+    /// A step for `cfg`.
+    pub fn new(cfg: &Config) -> Result<Self> {
+        Ok(Self {
+            enc: Encoder::new(cfg)?,
+        })
+    }
+
+    /// One forward and backward pass over `seqs` and `labels` (one per token of the sequences
+    /// back to back; below 0 where a token is not predicted): the mean cross-entropy over the
+    /// predicted tokens, their number, and a gradient for each variable of `varmap`.
+    pub fn loss_and_grads(
+        &self,
+        varmap: &VarMap,
+        seqs: &[&[u32]],
+        labels: &[i64],
+        seed: u64,
+    ) -> Result<(f32, BTreeMap<String, Tensor>, usize)> {
+        self.enc.check(seqs)?;
+        let n: usize = seqs.iter().map(|s| s.len()).sum();
+        if labels.len() != n {
+            return Err(Error::Config(format!(
+                "{} labels for {n} tokens",
+                labels.len()
+            )));
+        }
+        let picked: Vec<(usize, u32)> = labels
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| **l >= 0)
+            .map(|(i, &l)| (i, l as u32))
+            .collect();
+        if picked.is_empty() {
+            return Err(Error::Config(
+                "a batch had no masked position; raise model.mask_prob or train.batch_size".into(),
+            ));
+        }
+        if let Some((_, bad)) = picked.iter().find(|(_, l)| *l as usize >= self.enc.vocab) {
+            return Err(Error::Config(format!(
+                "label {bad} is outside the vocabulary of {}",
+                self.enc.vocab
+            )));
+        }
+        let count = picked.len();
+        let (loss, grads) = with_params(varmap, &BTreeMap::new(), |p| {
+            self.step(p, seqs, &picked, seed)
+        })?;
+        Ok((loss, grads, count))
+    }
+
+    fn step(
+        &self,
+        p: &Params,
+        seqs: &[&[u32]],
+        picked: &[(usize, u32)],
+        seed: u64,
+    ) -> Result<(f32, BTreeMap<String, Vec<f32>>)> {
+        let (h, v, m) = (self.enc.h, self.enc.vocab, picked.len());
+        let fw = self.enc.forward(p, seqs, seed)?;
+        let last = &fw.hidden[self.enc.layers];
+        let mut xm = vec![0f32; m * h];
+        for (row, &(i, _)) in xm.chunks_exact_mut(h).zip(picked) {
+            row.copy_from_slice(&last[i * h..(i + 1) * h]);
+        }
+        // y = LN(gelu(x W_tᵀ + b_t)); logits = y Eᵀ + b, E the word embeddings
+        let pre = "cls.predictions.transform.";
+        let wt = p.get(&format!("{pre}dense.weight"))?;
+        let (mut u, mut g) = (vec![0f32; m * h], vec![0f32; m * h]);
+        matmul(&mut u, &xm, wt, m, h, h, false, true, false);
+        k::bias_gelu_forward(
+            &mut u,
+            &mut g,
+            p.get(&format!("{pre}dense.bias"))?,
+            self.enc.gelu,
+        );
+        let ln_w = p.get(&format!("{pre}LayerNorm.weight"))?;
+        let (mut mean, mut rstd, mut y) = (vec![0f32; m], vec![0f32; m], vec![0f32; m * h]);
+        k::layernorm_forward(
+            &mut y,
+            &mut mean,
+            &mut rstd,
+            &g,
+            ln_w,
+            p.get(&format!("{pre}LayerNorm.bias"))?,
+            h,
+            self.enc.eps,
+        );
+        let wte = p.get("bert.embeddings.word_embeddings.weight")?;
+        let mut logits = vec![0f32; m * v];
+        linear(
+            &mut logits,
+            &y,
+            wte,
+            p.get("cls.predictions.bias")?,
+            m,
+            v,
+            h,
+        );
+        let targets: Vec<u32> = picked.iter().map(|&(_, l)| l).collect();
+        // The logits become the gradient of the mean loss.
+        let loss = k::softmax_xent(&mut logits, &targets, v);
+        let mut grads = BTreeMap::new();
+        let (mut dwte, mut db) = (vec![0f32; v * h], vec![0f32; v]);
+        let mut dy = vec![0f32; m * h];
+        linear_back(
+            Some((&mut dy, false)),
+            &mut dwte,
+            &mut db,
+            &logits,
+            &y,
+            wte,
+            m,
+            v,
+            h,
+        );
+        grads.insert("bert.embeddings.word_embeddings.weight".into(), dwte);
+        grads.insert("cls.predictions.bias".into(), db);
+        let mut dg = vec![0f32; m * h];
+        let (mut dw, mut db) = (vec![0f32; h], vec![0f32; h]);
+        k::layernorm_backward(&mut dg, &mut dw, &mut db, &dy, &g, ln_w, &mean, &rstd, h);
+        grads.insert(format!("{pre}LayerNorm.weight"), dw);
+        grads.insert(format!("{pre}LayerNorm.bias"), db);
+        let mut du = vec![0f32; m * h];
+        k::gelu_backward(&mut du, &u, &dg, self.enc.gelu);
+        let (mut dw, mut db) = (vec![0f32; h * h], vec![0f32; h]);
+        let mut dxm = vec![0f32; m * h];
+        linear_back(
+            Some((&mut dxm, false)),
+            &mut dw,
+            &mut db,
+            &du,
+            &xm,
+            wt,
+            m,
+            h,
+            h,
+        );
+        grads.insert(format!("{pre}dense.weight"), dw);
+        grads.insert(format!("{pre}dense.bias"), db);
+        let mut dx = vec![0f32; fw.packed.rows() * h];
+        for (row, &(i, _)) in dxm.chunks_exact(h).zip(picked) {
+            dx[i * h..(i + 1) * h].copy_from_slice(row);
+        }
+        self.enc.backward(p, &fw, dx, &mut grads)?;
+        Ok((loss, grads))
+    }
+}
+
 /// The weighted, label-smoothed cross-entropy of `logits` (B, K) and its gradient.
 fn classification_loss(
     logits: &[f32],
@@ -1052,6 +1212,63 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap()
+    }
+
+    #[test]
+    fn mlm_loss_and_gradients_equal_candle_autograd() {
+        let cfg = tiny(0.0);
+        let vm = VarMap::new();
+        duet_model::bert::BertForMaskedLm::load(
+            VarInit::new(&vm, 13, None).var_builder(&Device::Cpu),
+            &cfg,
+        )
+        .unwrap();
+        for (_, var) in vm.data().lock().unwrap().iter() {
+            let t = var.as_tensor();
+            if t.rank() == 2 {
+                var.set(&(t * 5.0).unwrap()).unwrap();
+            }
+        }
+        // Two windows of 6 tokens, four positions predicted.
+        let ids: Vec<u32> = vec![2, 17, 4, 5, 9, 3, 2, 33, 40, 4, 12, 3];
+        let labels: Vec<i64> = vec![
+            -100, -100, 21, -100, 9, -100, -100, 33, -100, 50, -100, -100,
+        ];
+        let refs: Vec<&[u32]> = ids.chunks(6).collect();
+        let step = BertMlmStep::new(&cfg).unwrap();
+        let (got, fast, count) = step.loss_and_grads(&vm, &refs, &labels, 0).unwrap();
+        assert_eq!(count, 4);
+        let m = duet_model::bert::BertForMaskedLm::load(
+            candle_nn::VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+            &cfg,
+        )
+        .unwrap();
+        let x = Tensor::from_vec(ids.clone(), (2, 6), &Device::Cpu).unwrap();
+        let logits = m
+            .forward(
+                &x,
+                &x.zeros_like().unwrap(),
+                &x.ones_like().unwrap(),
+                Some(&Dropout::new(0)),
+            )
+            .unwrap()
+            .reshape((12, cfg.vocab_size))
+            .unwrap();
+        let pos = Tensor::new(&[2u32, 4, 7, 9], &Device::Cpu).unwrap();
+        let target = Tensor::new(&[21u32, 9, 33, 50], &Device::Cpu).unwrap();
+        let loss = candle_nn::loss::cross_entropy(&logits.index_select(&pos, 0).unwrap(), &target)
+            .unwrap();
+        let want = loss.to_scalar::<f32>().unwrap();
+        assert!((got - want).abs() < 1e-4, "loss {got} vs {want}");
+        let grads = loss.backward().unwrap();
+        let data = vm.data().lock().unwrap();
+        assert_eq!(fast.len(), data.len());
+        for (name, var) in data.iter() {
+            let g = grads.get(var.as_tensor()).unwrap();
+            let d = max_abs(&(g - &fast[name]).unwrap());
+            let scale = max_abs(g).max(1e-3);
+            assert!(d / scale < 2e-3, "{name}: max diff {d} (scale {scale})");
+        }
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct MlmTask {
     eval_batches: usize,
     tokens: Tokens,
     device: Device,
+    /// The explicit forward and backward pass, where it covers the model (CPU, GELU).
+    fast: Option<crate::fast::bert::BertMlmStep>,
 }
 
 impl MlmTask {
@@ -98,6 +100,14 @@ impl MlmTask {
                 window + 1
             )));
         }
+        let fast = if device.is_cpu() && crate::fast::bert::supported(&cfg) {
+            Some(crate::fast::bert::BertMlmStep::new(&cfg)?)
+        } else {
+            tracing::info!(
+                "training through candle's autograd (the explicit path covers GELU encoders on the CPU)"
+            );
+            None
+        };
         Ok(Self {
             model,
             cfg,
@@ -112,6 +122,7 @@ impl MlmTask {
             eval_batches,
             tokens,
             device,
+            fast,
         })
     }
 
@@ -203,6 +214,27 @@ impl Task for MlmTask {
                 "a batch had no masked position; raise model.mask_prob or train.batch_size".into(),
             )),
         }
+    }
+
+    fn loss_and_grads(
+        &mut self,
+        varmap: &VarMap,
+        drop: &Dropout,
+    ) -> Result<Option<crate::trainer::LossAndGrads>> {
+        if self.fast.is_none() {
+            return Ok(None);
+        }
+        let batch = self.state.windows.next_batch(&self.train)?;
+        let mut rng = self.state.rng.clone();
+        let (ids, labels) = self.masked(&batch.inputs, batch.batch, &mut rng);
+        self.state.rng = rng;
+        let t = ids.len() / batch.batch;
+        let seqs: Vec<&[u32]> = ids.chunks(t).collect();
+        let Some(fast) = &self.fast else {
+            return Ok(None);
+        };
+        let (loss, grads, n) = fast.loss_and_grads(varmap, &seqs, &labels, drop.seed()?)?;
+        Ok(Some((loss, grads, n)))
     }
 
     fn evaluate(&mut self, varmap: &VarMap) -> Result<BTreeMap<String, f64>> {
