@@ -359,27 +359,6 @@ impl AttnDropout {
     }
 }
 
-/// Copies head `h` of the query, key and value columns of one sequence's `qkv` (T, 3C) into
-/// contiguous (T, hs) buffers.
-#[allow(clippy::too_many_arguments)]
-fn gather_head(
-    qkv: &[f32],
-    t: usize,
-    c: usize,
-    h: usize,
-    hs: usize,
-    q: &mut [f32],
-    k: &mut [f32],
-    v: &mut [f32],
-) {
-    for i in 0..t {
-        let row = &qkv[i * 3 * c..(i + 1) * 3 * c];
-        q[i * hs..(i + 1) * hs].copy_from_slice(&row[h * hs..(h + 1) * hs]);
-        k[i * hs..(i + 1) * hs].copy_from_slice(&row[c + h * hs..c + (h + 1) * hs]);
-        v[i * hs..(i + 1) * hs].copy_from_slice(&row[2 * c + h * hs..2 * c + (h + 1) * hs]);
-    }
-}
-
 /// The maximum of `x`, over sixteen independent lanes so that it vectorises (a plain fold is
 /// one dependent chain).
 #[inline(always)]
@@ -482,6 +461,75 @@ simd! {
     }
 }
 
+/// One (sequence, head) pair of attention over `l` positions: `p = softmax(q kᵀ · scale)`
+/// (causal or not) kept for backward, and the output `drop(p) v` (`mask` holds the dropout
+/// multipliers).
+#[allow(clippy::too_many_arguments)]
+fn head_forward(
+    p: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    l: usize,
+    hs: usize,
+    scale: f32,
+    causal: bool,
+    mask: Option<Vec<f32>>,
+) -> Vec<f32> {
+    matmul_serial(p, q, k, l, l, hs, false, true, false);
+    if causal {
+        causal_softmax(p, l, scale);
+    } else {
+        softmax_rows(p, l, scale);
+    }
+    let mut o = vec![0f32; l * hs];
+    match mask {
+        Some(mut pd) => {
+            pd.iter_mut().zip(p.iter()).for_each(|(m, &p)| *m *= p);
+            matmul_serial(&mut o, &pd, v, l, hs, l, false, false, false);
+        }
+        None => matmul_serial(&mut o, p, v, l, hs, l, false, false, false),
+    }
+    o
+}
+
+/// Backward of [`head_forward`] given `d`, the output's gradient: `[dq, dk, dv]`. With dropout
+/// `P' = P ∘ M`: `dV = P'ᵀ dO`, `dP = (dO Vᵀ) ∘ M`, `dS = softmax'(dP)`, `dQ = dS K`,
+/// `dK = dSᵀ Q` (masked-out entries of a causal `P` are 0, so the same formulas hold).
+#[allow(clippy::too_many_arguments)]
+fn head_backward(
+    p: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    d: &[f32],
+    l: usize,
+    hs: usize,
+    scale: f32,
+    mask: Option<&[f32]>,
+) -> [Vec<f32>; 3] {
+    let mut dv = vec![0f32; l * hs];
+    let mut dp = vec![0f32; l * l];
+    match mask {
+        Some(m) => {
+            let pd: Vec<f32> = p.iter().zip(m).map(|(p, m)| p * m).collect();
+            matmul_serial(&mut dv, &pd, d, l, hs, l, true, false, false);
+            matmul_serial(&mut dp, d, v, l, l, hs, false, true, false);
+            dp.iter_mut().zip(m).for_each(|(g, m)| *g *= m);
+        }
+        None => {
+            matmul_serial(&mut dv, p, d, l, hs, l, true, false, false);
+            matmul_serial(&mut dp, d, v, l, l, hs, false, true, false);
+        }
+    }
+    softmax_back(&mut dp, p, l, scale);
+    let mut dq = vec![0f32; l * hs];
+    matmul_serial(&mut dq, &dp, k, l, hs, l, false, false, false);
+    let mut dk = vec![0f32; l * hs];
+    matmul_serial(&mut dk, &dp, q, l, hs, l, true, false, false);
+    [dq, dk, dv]
+}
+
 /// Causal multi-head attention over `b` sequences: `qkv` (B·T, 3C) -> `out` (B·T, C), keeping
 /// the probabilities `att` (B, NH, T, T) for backward (before dropout, which `drop` applies to
 /// them and backward makes again from its seed). Each (sequence, head) pair is gathered into
@@ -502,23 +550,13 @@ pub fn attention_forward(
         .enumerate()
         .map(|(pair, p)| {
             let (b, h) = (pair / nh, pair % nh);
-            let seq = &qkv[b * t * 3 * c..(b + 1) * t * 3 * c];
-            let (mut q, mut k, mut v) =
-                (vec![0f32; t * hs], vec![0f32; t * hs], vec![0f32; t * hs]);
-            gather_head(seq, t, c, h, hs, &mut q, &mut k, &mut v);
-            // S = Q Kᵀ, P = causal softmax(S · scale), O = P V
-            matmul_serial(p, &q, &k, t, t, hs, false, true, false);
-            causal_softmax(p, t, scale);
-            let mut o = vec![0f32; t * hs];
-            match drop {
-                Some(d) => {
-                    let mut pd = d.mask(pair, t);
-                    pd.iter_mut().zip(p.iter()).for_each(|(m, &p)| *m *= p);
-                    matmul_serial(&mut o, &pd, &v, t, hs, t, false, false, false);
-                }
-                None => matmul_serial(&mut o, p, &v, t, hs, t, false, false, false),
-            }
-            o
+            let (q, k, v) = (
+                gather(qkv, b * t, t, 3 * c, h, hs),
+                gather(qkv, b * t, t, 3 * c, nh + h, hs),
+                gather(qkv, b * t, t, 3 * c, 2 * nh + h, hs),
+            );
+            let mask = drop.map(|d| d.mask(pair, t));
+            head_forward(p, &q, &k, &v, t, hs, scale, true, mask)
         })
         .collect();
     for (pair, o) in heads.iter().enumerate() {
@@ -544,63 +582,27 @@ pub fn attention_backward(
 ) {
     let hs = c / nh;
     let scale = 1.0 / (hs as f32).sqrt();
-    let grads: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = att
+    let grads: Vec<[Vec<f32>; 3]> = att
         .par_chunks(t * t)
         .enumerate()
         .map(|(pair, p)| {
             let (b, h) = (pair / nh, pair % nh);
-            let seq = &qkv[b * t * 3 * c..(b + 1) * t * 3 * c];
-            let (mut q, mut k, mut v) =
-                (vec![0f32; t * hs], vec![0f32; t * hs], vec![0f32; t * hs]);
-            gather_head(seq, t, c, h, hs, &mut q, &mut k, &mut v);
-            let mut d = vec![0f32; t * hs];
-            for i in 0..t {
-                d[i * hs..(i + 1) * hs].copy_from_slice(
-                    &dout[(b * t + i) * c + h * hs..(b * t + i) * c + (h + 1) * hs],
-                );
-            }
-            // With dropout P' = P ∘ M: dV = P'ᵀ dO, dP = (dO Vᵀ) ∘ M, dS = softmax'(dP),
-            // dQ = dS K, dK = dSᵀ Q
+            let (q, k, v) = (
+                gather(qkv, b * t, t, 3 * c, h, hs),
+                gather(qkv, b * t, t, 3 * c, nh + h, hs),
+                gather(qkv, b * t, t, 3 * c, 2 * nh + h, hs),
+            );
+            let d = gather(dout, b * t, t, c, h, hs);
             let mask = drop.map(|d| d.mask(pair, t));
-            let mut dv = vec![0f32; t * hs];
-            let mut dp = vec![0f32; t * t];
-            match &mask {
-                Some(m) => {
-                    let pd: Vec<f32> = p.iter().zip(m).map(|(p, m)| p * m).collect();
-                    matmul_serial(&mut dv, &pd, &d, t, hs, t, true, false, false);
-                    matmul_serial(&mut dp, &d, &v, t, t, hs, false, true, false);
-                    dp.iter_mut().zip(m).for_each(|(g, m)| *g *= m);
-                }
-                None => {
-                    matmul_serial(&mut dv, p, &d, t, hs, t, true, false, false);
-                    matmul_serial(&mut dp, &d, &v, t, t, hs, false, true, false);
-                }
-            }
-            softmax_back(&mut dp, p, t, scale);
-            let mut dq = vec![0f32; t * hs];
-            matmul_serial(&mut dq, &dp, &k, t, hs, t, false, false, false);
-            let mut dk = vec![0f32; t * hs];
-            matmul_serial(&mut dk, &dp, &q, t, hs, t, true, false, false);
-            (dq, dk, dv)
+            head_backward(p, &q, &k, &v, &d, t, hs, scale, mask.as_deref())
         })
         .collect();
-    for (pair, (dq, dk, dv)) in grads.iter().enumerate() {
+    // dqkv rows hold [q | k | v]: head h of k is column block nh + h, of v 2·nh + h.
+    for (pair, [dq, dk, dv]) in grads.iter().enumerate() {
         let (b, h) = (pair / nh, pair % nh);
-        for i in 0..t {
-            let row = &mut dqkv[(b * t + i) * 3 * c..(b * t + i + 1) * 3 * c];
-            row[h * hs..(h + 1) * hs]
-                .iter_mut()
-                .zip(&dq[i * hs..(i + 1) * hs])
-                .for_each(|(a, &g)| *a += g);
-            row[c + h * hs..c + (h + 1) * hs]
-                .iter_mut()
-                .zip(&dk[i * hs..(i + 1) * hs])
-                .for_each(|(a, &g)| *a += g);
-            row[2 * c + h * hs..2 * c + (h + 1) * hs]
-                .iter_mut()
-                .zip(&dv[i * hs..(i + 1) * hs])
-                .for_each(|(a, &g)| *a += g);
-        }
+        scatter_add(dqkv, dq, b * t, 3 * c, h, hs);
+        scatter_add(dqkv, dk, b * t, 3 * c, nh + h, hs);
+        scatter_add(dqkv, dv, b * t, 3 * c, 2 * nh + h, hs);
     }
 }
 
@@ -756,18 +758,13 @@ pub fn attention_packed_forward(
                 gather(k, r0, l, c, h, hs),
                 gather(v, r0, l, c, h, hs),
             );
-            matmul_serial(p, &qh, &kh, l, l, hs, false, true, false);
-            softmax_rows(p, l, scale);
-            let mut o = vec![0f32; l * hs];
-            match drop {
-                Some(d) => {
-                    let mut pd = d.mask(pair, l);
-                    pd.iter_mut().zip(p.iter()).for_each(|(m, &p)| *m *= p);
-                    matmul_serial(&mut o, &pd, &vh, l, hs, l, false, false, false);
-                }
-                None => matmul_serial(&mut o, p, &vh, l, hs, l, false, false, false),
-            }
-            (r0, h, l, o)
+            let mask = drop.map(|d| d.mask(pair, l));
+            (
+                r0,
+                h,
+                l,
+                head_forward(p, &qh, &kh, &vh, l, hs, scale, false, mask),
+            )
         })
         .collect();
     for (r0, h, _, o) in &blocks {
@@ -807,26 +804,8 @@ pub fn attention_packed_backward(
                 gather(dout, r0, l, c, h, hs),
             );
             let mask = drop.map(|d| d.mask(pair, l));
-            let mut dvh = vec![0f32; l * hs];
-            let mut dp = vec![0f32; l * l];
-            match &mask {
-                Some(m) => {
-                    let pd: Vec<f32> = p.iter().zip(m).map(|(p, m)| p * m).collect();
-                    matmul_serial(&mut dvh, &pd, &d, l, hs, l, true, false, false);
-                    matmul_serial(&mut dp, &d, &vh, l, l, hs, false, true, false);
-                    dp.iter_mut().zip(m).for_each(|(g, m)| *g *= m);
-                }
-                None => {
-                    matmul_serial(&mut dvh, p, &d, l, hs, l, true, false, false);
-                    matmul_serial(&mut dp, &d, &vh, l, l, hs, false, true, false);
-                }
-            }
-            softmax_back(&mut dp, p, l, scale);
-            let mut dqh = vec![0f32; l * hs];
-            matmul_serial(&mut dqh, &dp, &kh, l, hs, l, false, false, false);
-            let mut dkh = vec![0f32; l * hs];
-            matmul_serial(&mut dkh, &dp, &qh, l, hs, l, true, false, false);
-            (r0, h, [dqh, dkh, dvh])
+            let grads = head_backward(p, &qh, &kh, &vh, &d, l, hs, scale, mask.as_deref());
+            (r0, h, grads)
         })
         .collect();
     for (r0, h, [dqh, dkh, dvh]) in &grads {
