@@ -971,9 +971,13 @@ fn start(cmd: &mut Command, marker: &str) -> Result<(Killed, String)> {
     let out = child.stdout.take();
     let child = Killed(child);
     if let Some(out) = out {
-        for line in std::io::BufReader::new(out).lines() {
+        let mut lines = std::io::BufReader::new(out).lines();
+        while let Some(line) = lines.next() {
             let line = line?;
             if line.contains(marker) {
+                // Keep reading: a server may print more after its marker, and its writes must
+                // not meet a closed pipe.
+                std::thread::spawn(move || lines.for_each(drop));
                 return Ok((child, line));
             }
         }

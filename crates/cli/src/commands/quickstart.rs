@@ -8,6 +8,7 @@
 //! and any served answer traces back to the data and config that made its model. Then the LM
 //! API, the assistant's REST channel and the web chat are served on one port.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -613,11 +614,13 @@ fn serve(a: &QuickstartArgs, project: &Path) -> Result<()> {
     let app = duet_serve::router(state).merge(duet_dialog::server::router(dialog));
     super::runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        println!();
-        println!("web chat:      http://{local}/chat");
-        println!("REST channel:  http://{local}/webhooks/rest/webhook");
-        println!("LM API:        http://{local}/v1 (model \"gpt\")");
-        println!("Ctrl-C stops the server.");
+        // A server keeps serving when whoever started it stops reading its output (println!
+        // would panic on the closed pipe).
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "\nweb chat:      http://{local}/chat");
+        let _ = writeln!(out, "REST channel:  http://{local}/webhooks/rest/webhook");
+        let _ = writeln!(out, "LM API:        http://{local}/v1 (model \"gpt\")");
+        let _ = writeln!(out, "Ctrl-C stops the server.");
         axum::serve(listener, app)
             .with_graceful_shutdown(super::serve::shutdown())
             .await
