@@ -326,6 +326,62 @@ fn generate_embed_and_inspect_run_on_small_models() -> Result<()> {
         "{}",
         text(&out.stderr)
     );
+    // Under a regular expression the output has its form whatever the random model prefers,
+    // and generation ends when the match is complete.
+    let out = duet(
+        &[
+            "generate",
+            "--model",
+            "llama",
+            "--prompt",
+            "the cat",
+            "--regex",
+            " (cat|dog)s? [0-9]{3}",
+            "--max-new-tokens",
+            "40",
+            "--seed",
+            "3",
+        ],
+        tmp.path(),
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tail = text(&out.stdout)
+        .trim_end_matches('\n')
+        .trim_start_matches("the cat")
+        .to_owned();
+    let parts: Vec<&str> = tail.split(' ').collect();
+    assert!(
+        parts.len() == 3
+            && parts[0].is_empty()
+            && ["cat", "cats", "dog", "dogs"].contains(&parts[1])
+            && parts[2].len() == 3
+            && parts[2].chars().all(|c| c.is_ascii_digit()),
+        "{tail:?}"
+    );
+    assert!(
+        text(&out.stderr).contains("finish: Stop"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A grammar that cannot compile is an error that says so.
+    let out = duet(
+        &[
+            "generate",
+            "--model",
+            "llama",
+            "--prompt",
+            "the cat",
+            "--regex",
+            "(unclosed",
+        ],
+        tmp.path(),
+    )?;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("regular expression"),
+        "{}",
+        text(&out.stderr)
+    );
     // An encoder: the tiny BERT, embedding two lines.
     let bert = tmp.path().join("bert");
     std::fs::create_dir_all(&bert)?;
