@@ -382,6 +382,50 @@ fn generate_embed_and_inspect_run_on_small_models() -> Result<()> {
         "{}",
         text(&out.stderr)
     );
+    // A Lark grammar (llguidance's dialect) works the same way; a broken one names the file.
+    std::fs::write(
+        tmp.path().join("answer.lark"),
+        "start: \" \" answer \" \" NUMBER\nanswer: \"yes\" | \"no\"\nNUMBER: /[0-9]{2}/\n",
+    )?;
+    std::fs::write(tmp.path().join("broken.lark"), "start: answer\n")?;
+    let lark = |file: &str| {
+        duet(
+            &[
+                "generate",
+                "--model",
+                "llama",
+                "--prompt",
+                "the cat",
+                "--grammar",
+                file,
+                "--max-new-tokens",
+                "40",
+                "--seed",
+                "5",
+            ],
+            tmp.path(),
+        )
+    };
+    let out = lark("answer.lark")?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tail = text(&out.stdout).trim_end_matches('\n').to_owned();
+    let tail = tail.trim_start_matches("the cat");
+    let parts: Vec<&str> = tail.split(' ').collect();
+    assert!(
+        parts.len() == 3
+            && parts[0].is_empty()
+            && ["yes", "no"].contains(&parts[1])
+            && parts[2].len() == 2
+            && parts[2].chars().all(|c| c.is_ascii_digit()),
+        "{tail:?}"
+    );
+    let out = lark("broken.lark")?;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("broken.lark"),
+        "{}",
+        text(&out.stderr)
+    );
     // An encoder: the tiny BERT, embedding two lines.
     let bert = tmp.path().join("bert");
     std::fs::create_dir_all(&bert)?;
@@ -401,6 +445,17 @@ fn generate_embed_and_inspect_run_on_small_models() -> Result<()> {
         .collect::<std::result::Result<_, _>>()?;
     assert_eq!(vecs.len(), 2);
     assert!(vecs.iter().all(|v| v.len() == 32));
+    // `duet inspect | head -0`: the reader is gone before the first line; no panic, exit 0.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
+        .args(["inspect", "--model", "llama"])
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    drop(child.stdout.take());
+    let out = child.wait_with_output()?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("panicked"));
     let out = duet(&["inspect", "--model", "missing"], tmp.path())?;
     assert_eq!(out.status.code(), Some(2));
     assert!(

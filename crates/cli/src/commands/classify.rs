@@ -96,7 +96,7 @@ pub fn train(a: TrainClassifyArgs) -> Result<()> {
     );
     let outcome = run::fit(&cfg, &toml, &train, &valid, a.resume, stop_flag()?, &bar())?;
     let model = evaluate::best_or_final(&cfg.train.out);
-    println!("{outcome:?}; model {}", model.display());
+    say!("{outcome:?}; model {}", model.display());
     Ok(())
 }
 
@@ -166,7 +166,7 @@ pub fn eval(a: EvalClassifyArgs) -> Result<()> {
         let cv = evaluate::cross_validate(&cfg, &examples, k, &a.out, &opts, stop_flag()?, &bar())?;
         for name in ["accuracy", "macro_f1", "weighted_f1"] {
             if let Some(v) = cv.summary.get(name) {
-                println!("{name}: {:.4} ± {:.4}", v.mean, v.std);
+                say!("{name}: {:.4} ± {:.4}", v.mean, v.std);
             }
         }
     } else {
@@ -174,12 +174,15 @@ pub fn eval(a: EvalClassifyArgs) -> Result<()> {
             .with_context(|| format!("loading the classifier {}", a.model))?;
         let e = evaluate::evaluate(&c, &examples, &opts)?;
         evaluate::write_evaluation(&a.out, &format!("{} on {}", a.model, a.data.display()), &e)?;
-        println!(
+        say!(
             "accuracy {:.4}, macro F1 {:.4}, weighted F1 {:.4} on {} examples",
-            e.metrics.accuracy, e.metrics.macro_f1, e.metrics.weighted_f1, e.metrics.support
+            e.metrics.accuracy,
+            e.metrics.macro_f1,
+            e.metrics.weighted_f1,
+            e.metrics.support
         );
     }
-    println!("report: {}", a.out.join("report.md").display());
+    say!("report: {}", a.out.join("report.md").display());
     Ok(())
 }
 
@@ -237,7 +240,7 @@ pub fn split(a: SplitArgs) -> Result<()> {
     });
     std::fs::write(&a.out, serde_json::to_string_pretty(&v)? + "\n")
         .with_context(|| format!("writing {}", a.out.display()))?;
-    println!(
+    say!(
         "{} test and {} train examples ({} had an exact duplicate; each group kept on one side) -> {}",
         test.len(),
         examples.len() - test.len(),

@@ -121,7 +121,7 @@ fn summarize(r: &Report, out: &std::path::Path) -> Result<()> {
         );
     }
     let mb = r.bytes_in as f64 / 1e6;
-    println!(
+    say!(
         "{} documents in, {} kept, {} dropped; {:.1} MB in {:.1} s ({:.0} docs/s, {:.1} MB/s)",
         r.docs_in,
         r.docs_out,
@@ -134,8 +134,8 @@ fn summarize(r: &Report, out: &std::path::Path) -> Result<()> {
     let mut reasons: Vec<_> = r.dropped.iter().collect();
     reasons.sort_by_key(|(_, d)| std::cmp::Reverse(d.count));
     for (k, d) in reasons.iter().take(8) {
-        println!("  dropped {:>9}  {k}", d.count);
+        say!("  dropped {:>9}  {k}", d.count);
     }
-    println!("report: {}", out.join("report.md").display());
+    say!("report: {}", out.join("report.md").display());
     Ok(())
 }

@@ -82,7 +82,7 @@ pub fn run(cmd: DialogCommand) -> Result<()> {
             if !v.errors.is_empty() {
                 bail!("{} error(s) in {}", v.errors.len(), a.project.display());
             }
-            println!(
+            say!(
                 "{}: valid ({} warning(s))",
                 a.project.display(),
                 v.warnings.len()
@@ -97,7 +97,7 @@ pub fn run(cmd: DialogCommand) -> Result<()> {
             }
             let dir = model_dir(&a);
             assistant.save(&p, &dir)?;
-            println!(
+            say!(
                 "trained {} intents, {} stories, {} rules in {:.2} s -> {}",
                 assistant.nlu_intents(),
                 duet_dialog::assistant::expand_stories(&p).len(),
@@ -133,7 +133,7 @@ pub fn run(cmd: DialogCommand) -> Result<()> {
                 )
                 .with_context(|| format!("writing {}", dir.join("nlu_metrics.json").display()))?;
                 duet_eval::report::confusion_png(&dir.join("intent_confusion.png"), &cv.intents)?;
-                println!(
+                say!(
                     "NLU ({}-fold): intent accuracy {:.4} (best-ranked {:.4}), macro F1 {:.4}; entity precision {:.4}, recall {:.4}, F1 {:.4}",
                     cv.folds,
                     cv.intents.accuracy,
@@ -154,8 +154,8 @@ pub fn run(cmd: DialogCommand) -> Result<()> {
             }
             let passed = results.iter().filter(|r| r.passed).count();
             let failed = results.len() - passed;
-            println!("report: {}", dir.join("story_report.md").display());
-            println!("stories: {passed} passed, {failed} failed");
+            say!("report: {}", dir.join("story_report.md").display());
+            say!("stories: {passed} passed, {failed} failed");
             if failed > 0 {
                 bail!(
                     "{failed} test stor{} failed",
@@ -274,7 +274,7 @@ fn serve(a: DialogServeArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        println!(
+        say!(
             "duet dialog serve: http://{}/webhooks/rest/webhook — tracker store {where_}",
             listener.local_addr()?
         );

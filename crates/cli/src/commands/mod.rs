@@ -1,5 +1,16 @@
 //! One module per verb; each exposes `run(args) -> anyhow::Result<()>`.
 
+/// Writes a status line to stdout. Unlike `println!` it does not panic when stdout is a closed
+/// pipe (`duet ... | head`, or a supervisor that stopped reading a server's output): the line is
+/// dropped and the command goes on. Bulk output (generated text, predictions, vectors) goes
+/// through a handle instead, so that a closed pipe ends the command (`main` exits quietly).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod classify;
 pub mod config;
 pub mod corpus;

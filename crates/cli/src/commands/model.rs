@@ -100,7 +100,9 @@ fn constraint(
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            grammars.lark(&text)
+            grammars
+                .lark(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))
         }
         (None, None) => return Ok(None),
     };
@@ -268,16 +270,16 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
             .entry(format!("{:?}", t.dtype()).to_lowercase())
             .or_insert(0usize) += t.elem_count();
     }
-    println!("model:       {}", dir.display());
+    say!("model:       {}", dir.display());
     match &kind {
         ModelKind::Decoder => {
             let cfg = duet_model::gpt::Config::load(&dir.join("config.json"))?;
-            println!(
+            say!(
                 "architecture: {} ({:?} family) decoder",
                 cfg.model_type,
                 cfg.family()
             );
-            println!(
+            say!(
                 "shape:       {} layers, {} hidden, {} heads ({} key/value), mlp {}, context {}, vocab {}",
                 cfg.num_hidden_layers,
                 cfg.hidden_size,
@@ -287,12 +289,12 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
                 cfg.max_position_embeddings,
                 cfg.vocab_size
             );
-            println!("tied head:   {}", cfg.tied());
+            say!("tied head:   {}", cfg.tied());
         }
         ModelKind::Encoder { architecture } => {
             let cfg = duet_model::bert::Config::load(&dir.join("config.json"))?;
-            println!("architecture: {architecture} (bert) encoder");
-            println!(
+            say!("architecture: {architecture} (bert) encoder");
+            say!(
                 "shape:       {} layers, {} hidden, {} heads, ffn {}, positions {}, vocab {}",
                 cfg.num_hidden_layers,
                 cfg.hidden_size,
@@ -302,16 +304,16 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
                 cfg.vocab_size
             );
             if !cfg.labels().is_empty() {
-                println!("labels:      {}", cfg.labels().join(", "));
+                say!("labels:      {}", cfg.labels().join(", "));
             }
         }
     }
-    println!(
+    say!(
         "parameters:  {params} ({:.1} M) in {} tensors",
         params as f64 / 1e6,
         ck.names().count()
     );
-    println!(
+    say!(
         "dtypes:      {} (parameters per stored dtype; duet computes in f32)",
         dtypes
             .iter()
@@ -320,12 +322,12 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
             .join(", ")
     );
     match duet_model::load_tokenizer(dir) {
-        Ok(t) => println!(
+        Ok(t) => say!(
             "tokenizer:   {} tokens ({})",
             t.get_vocab_size(true),
             tokenizer_model(&t)
         ),
-        Err(e) => println!("tokenizer:   none ({e})"),
+        Err(e) => say!("tokenizer:   none ({e})"),
     }
     Ok(())
 }

@@ -8,7 +8,6 @@
 //! and any served answer traces back to the data and config that made its model. Then the LM
 //! API, the assistant's REST channel and the web chat are served on one port.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -270,15 +269,15 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
         eprintln!("[{}/{n}] {}: {}", i + 1, st.name, st.what);
         done.push(run_stage(st, d)?);
     }
-    println!();
-    println!(
+    say!();
+    say!(
         "duet quickstart: {} stages in {:.1} s ({} reused) — {}",
         done.len(),
         start.elapsed().as_secs_f64(),
         done.iter().filter(|x| x.reused).count(),
         d.display()
     );
-    print!("{}", summary(&done, d, encoder.is_some()));
+    say!("{}", summary(&done, d, encoder.is_some()).trim_end());
     if a.no_serve {
         return Ok(());
     }
@@ -614,13 +613,10 @@ fn serve(a: &QuickstartArgs, project: &Path) -> Result<()> {
     let app = duet_serve::router(state).merge(duet_dialog::server::router(dialog));
     super::runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        // A server keeps serving when whoever started it stops reading its output (println!
-        // would panic on the closed pipe).
-        let mut out = std::io::stdout();
-        let _ = writeln!(out, "\nweb chat:      http://{local}/chat");
-        let _ = writeln!(out, "REST channel:  http://{local}/webhooks/rest/webhook");
-        let _ = writeln!(out, "LM API:        http://{local}/v1 (model \"gpt\")");
-        let _ = writeln!(out, "Ctrl-C stops the server.");
+        say!("\nweb chat:      http://{local}/chat");
+        say!("REST channel:  http://{local}/webhooks/rest/webhook");
+        say!("LM API:        http://{local}/v1 (model \"gpt\")");
+        say!("Ctrl-C stops the server.");
         axum::serve(listener, app)
             .with_graceful_shutdown(super::serve::shutdown())
             .await

@@ -103,7 +103,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         } else {
             "API keys required"
         };
-        println!(
+        say!(
             "duet serve: http://{local}/v1 — models: {} — {auth}",
             names.join(", ")
         );

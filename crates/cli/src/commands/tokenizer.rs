@@ -123,14 +123,14 @@ fn train(a: TrainArgs) -> Result<()> {
         Split::Train
     };
     let c = duet_tokenizer::measure(&tok, &a.corpus, split, 5000)?;
-    println!(
+    say!(
         "wrote {} ({} tokens)",
         a.out.display(),
         tok.get_vocab_size(true)
     );
     for (lang, (bytes, tokens)) in &c.by_lang {
         if *tokens > 0 {
-            println!(
+            say!(
                 "  {lang}: {:.2} bytes per token ({} bytes, {} tokens, {} split)",
                 *bytes as f64 / *tokens as f64,
                 bytes,
@@ -162,7 +162,7 @@ fn encode(a: EncodeArgs) -> Result<()> {
     let m = duet_tokenizer::encode_corpus(&a.tokenizer, &a.corpus, &a.out, &opts, &bar)
         .with_context(|| format!("encoding {} into {}", a.corpus.display(), a.out.display()))?;
     for (name, s) in &m.splits {
-        println!(
+        say!(
             "{name}: {} documents, {} tokens in {} shards ({:.2} bytes per token)",
             s.docs,
             s.tokens,

@@ -85,7 +85,7 @@ pub fn train(a: TrainTokensArgs) -> Result<()> {
         data::tag_set(&train)
     );
     let outcome = run::fit(&cfg, &toml, &train, &valid, a.resume, stop_flag()?, &bar())?;
-    println!(
+    say!(
         "{outcome:?}; model {}",
         best_or_final(&cfg.train.out).display()
     );
@@ -144,11 +144,16 @@ pub fn eval(a: EvalTokensArgs) -> Result<()> {
     .with_context(|| format!("writing {}", a.out.join("metrics.json").display()))?;
     std::fs::write(a.out.join("report.md"), e.markdown(&title))
         .with_context(|| format!("writing {}", a.out.join("report.md").display()))?;
-    println!(
+    say!(
         "entity precision {:.4}, recall {:.4}, F1 {:.4} (macro {:.4}) on {} sentences, {} entities",
-        e.precision, e.recall, e.f1, e.macro_f1, e.sentences, e.entities
+        e.precision,
+        e.recall,
+        e.f1,
+        e.macro_f1,
+        e.sentences,
+        e.entities
     );
-    println!("report: {}", a.out.join("report.md").display());
+    say!("report: {}", a.out.join("report.md").display());
     Ok(())
 }
 

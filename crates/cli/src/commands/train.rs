@@ -152,7 +152,7 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
             let toml = toml::to_string(&cfg).context("serialising the config")?;
             let (outcome, step) =
                 duet_train::run::train_lm(&cfg, &toml, a.resume, stop_flag()?, &bar())?;
-            println!(
+            say!(
                 "{outcome:?} at step {step}; run directory {}",
                 cfg.train.out.display()
             );
@@ -166,7 +166,7 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
             let toml = toml::to_string(&cfg).context("serialising the config")?;
             let (outcome, step) =
                 duet_train::run::train_mlm(&cfg, &toml, a.resume, stop_flag()?, &bar())?;
-            println!(
+            say!(
                 "{outcome:?} at step {step}; run directory {}",
                 cfg.train.out.display()
             );
@@ -203,6 +203,6 @@ pub fn eval_lm(a: EvalLmArgs) -> Result<()> {
     );
     let _ = std::fs::remove_dir_all(&scratch);
     let m = m?;
-    println!("{}", serde_json::to_string_pretty(&m)?);
+    say!("{}", serde_json::to_string_pretty(&m)?);
     Ok(())
 }
