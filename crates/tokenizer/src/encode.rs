@@ -96,10 +96,15 @@ impl TokenManifest {
 /// SHA-256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).at(path)?;
-    Ok(Sha256::digest(&bytes)
+    Ok(sha256_hex(&bytes))
+}
+
+/// SHA-256 of bytes, hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect())
+        .collect()
 }
 
 /// Loads a `tokenizer.json`.
@@ -107,7 +112,12 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     Tokenizer::from_file(path).map_err(|e| Error::Tokenizers(format!("{}: {e}", path.display())))
 }
 
-/// Encodes every split of `corpus` with the tokenizer at `tokenizer_path` into `out`.
+/// The copy of the tokenizer that `encode_corpus` keeps beside the shards, so that a token
+/// directory says by itself how to read it back.
+pub const TOKENIZER_COPY: &str = "tokenizer.json";
+
+/// Encodes every split of `corpus` with the tokenizer at `tokenizer_path` into `out`, with a
+/// copy of the tokenizer (`out/tokenizer.json`).
 pub fn encode_corpus(
     tokenizer_path: &Path,
     corpus: &Path,
@@ -117,6 +127,7 @@ pub fn encode_corpus(
 ) -> Result<TokenManifest> {
     duet_corpus::check_corpus(corpus)?;
     let tokenizer = load_tokenizer(tokenizer_path)?;
+    let tokenizer_bytes = std::fs::read(tokenizer_path).at(tokenizer_path)?;
     if out.exists() && std::fs::read_dir(out).at(out)?.next().is_some() {
         if !opts.force {
             return Err(Error::Invalid(format!(
@@ -188,13 +199,15 @@ pub fn encode_corpus(
         splits.insert(split.name().to_owned(), stats);
     }
     let manifest = TokenManifest {
-        tokenizer_sha256: sha256_file(tokenizer_path)?,
+        tokenizer_sha256: sha256_hex(&tokenizer_bytes),
         corpus_manifest_sha256: sha256_file(&corpus.join("manifest.json"))?,
         vocab_size,
         width: width_for(vocab_size as usize),
         separator,
         splits,
     };
+    let copy = out.join(TOKENIZER_COPY);
+    std::fs::write(&copy, &tokenizer_bytes).at(&copy)?;
     let path = out.join("manifest.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&manifest)?).at(&path)?;
     bar.finish_and_clear();

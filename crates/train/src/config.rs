@@ -124,7 +124,8 @@ pub struct DataSection {
     pub corpus: Option<PathBuf>,
     /// The `tokenizer.json` to encode the corpus with (and to save beside the model).
     pub tokenizer: Option<PathBuf>,
-    /// Token shards made by `duet tokenizer encode` (instead of `corpus`).
+    /// Token shards made by `duet tokenizer encode` (instead of `corpus`); `tokenizer` may be
+    /// left out, the directory keeps a copy of the one that encoded it.
     pub tokens: Option<PathBuf>,
 }
 

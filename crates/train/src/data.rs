@@ -23,10 +23,27 @@ pub struct Tokens {
 pub fn prepare(data: &DataSection, run: &Path) -> Result<Tokens> {
     if let Some(dir) = &data.tokens {
         let manifest = TokenManifest::load(dir)?;
+        let tokenizer = match &data.tokenizer {
+            Some(t) => {
+                let sha = duet_tokenizer::encode::sha256_file(t)?;
+                if sha != manifest.tokenizer_sha256 {
+                    return Err(Error::Config(format!(
+                        "data.tokenizer {} is not the tokenizer that encoded {} (its SHA-256 is \
+                         {sha}, the manifest's {}): pass the tokenizer given to `tokenizer \
+                         encode`, or leave --tokenizer out to use the copy in the token directory",
+                        t.display(),
+                        dir.display(),
+                        manifest.tokenizer_sha256
+                    )));
+                }
+                Some(t.clone())
+            }
+            None => Some(dir.join(duet_tokenizer::encode::TOKENIZER_COPY)).filter(|p| p.is_file()),
+        };
         return Ok(Tokens {
             dir: dir.clone(),
             manifest,
-            tokenizer: data.tokenizer.clone(),
+            tokenizer,
         });
     }
     let (Some(corpus), Some(tokenizer)) = (&data.corpus, &data.tokenizer) else {
@@ -74,4 +91,58 @@ pub fn provenance(t: &Tokens) -> serde_json::Value {
         "corpus_manifest_sha256": t.manifest.corpus_manifest_sha256,
         "train_tokens": t.manifest.splits.get("train").map(|s| s.tokens),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    /// A token directory with no splits whose manifest names `tokenizer`'s hash.
+    fn token_dir(dir: &Path, tokenizer: &Path) -> TestResult {
+        std::fs::create_dir_all(dir)?;
+        let m = TokenManifest {
+            tokenizer_sha256: duet_tokenizer::encode::sha256_file(tokenizer)?,
+            corpus_manifest_sha256: "c".into(),
+            vocab_size: 3,
+            width: 2,
+            separator: None,
+            splits: Default::default(),
+        };
+        std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&m)?)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_token_directory_brings_its_tokenizer_and_refuses_another() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("tokens");
+        let mine = tmp.path().join("mine.json");
+        std::fs::write(&mine, r#"{"model":"mine"}"#)?;
+        token_dir(&dir, &mine)?;
+        let tokens = |tokenizer: Option<PathBuf>| {
+            let data = DataSection {
+                tokens: Some(dir.clone()),
+                tokenizer,
+                ..Default::default()
+            };
+            prepare(&data, tmp.path())
+        };
+        // An old token directory without the copy: no tokenizer to save.
+        assert_eq!(tokens(None)?.tokenizer, None);
+        std::fs::copy(&mine, dir.join("tokenizer.json"))?;
+        assert_eq!(tokens(None)?.tokenizer, Some(dir.join("tokenizer.json")));
+        assert_eq!(tokens(Some(mine.clone()))?.tokenizer, Some(mine));
+        let other = tmp.path().join("other.json");
+        std::fs::write(&other, r#"{"model":"other"}"#)?;
+        let Err(Error::Config(msg)) = tokens(Some(other.clone())) else {
+            panic!("a different tokenizer was accepted");
+        };
+        assert!(
+            msg.contains("other.json") && msg.contains("is not the tokenizer"),
+            "{msg}"
+        );
+        Ok(())
+    }
 }
