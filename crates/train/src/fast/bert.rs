@@ -382,7 +382,7 @@ impl Encoder {
         p: &Params,
         fw: &Forward,
         mut dx: Vec<f32>,
-        grads: &mut BTreeMap<String, Vec<f32>>,
+        grads: &mut Grads,
     ) -> Result<()> {
         let (h, f, nh) = (self.h, self.f, self.nh);
         let n = fw.packed.rows();
@@ -397,100 +397,45 @@ impl Encoder {
         let mut dctx = vec![0f32; n * h];
         let (mut dq, mut dk, mut dv) = (vec![0f32; n * h], vec![0f32; n * h], vec![0f32; n * h]);
         for l in (0..self.layers).rev() {
-            let g = |s: &str| p.get(&lname(l, s));
+            let name = |s: &str| lname(l, s);
             let a = &acts[l];
-            let x = &hidden[l];
-            // out = LN2(s2): ds2 = LN2'(dx)
-            ds2.fill(0.0);
-            let (mut dw, mut db) = (vec![0f32; h], vec![0f32; h]);
-            k::layernorm_backward(
+            // out = LN2(s2)
+            let (mean, rstd) = (&a.ln2_mean, &a.ln2_rstd);
+            grads.layernorm(
+                p,
+                &name("output.LayerNorm"),
                 &mut ds2,
-                &mut dw,
-                &mut db,
                 &dx,
                 &a.s2,
-                g("output.LayerNorm.weight")?,
-                &a.ln2_mean,
-                &a.ln2_rstd,
+                mean,
+                rstd,
                 h,
-            );
-            grads.insert(lname(l, "output.LayerNorm.weight"), dw);
-            grads.insert(lname(l, "output.LayerNorm.bias"), db);
-            // s2 = h1 + drop(ffn): the branch gets ds2 ∘ mask, h1 gets ds2 and more.
-            let dy: &[f32] = if a.drop_ffn.is_empty() {
-                &ds2
-            } else {
-                k::mul(&mut dbranch, &ds2, &a.drop_ffn);
-                &dbranch
-            };
-            let (mut dw, mut db) = (vec![0f32; h * f], vec![0f32; h]);
-            linear_back(
+            )?;
+            // s2 = h1 + drop(gelu(h1 W_iᵀ + b_i) W_o2ᵀ + b_o2): h1 gets ds2 and the branch's.
+            let dy = through_mask(&mut dbranch, &ds2, &a.drop_ffn);
+            grads.linear(
+                p,
+                &name("output.dense"),
                 Some((&mut dg, false)),
-                &mut dw,
-                &mut db,
                 dy,
                 &a.g,
-                g("output.dense.weight")?,
                 n,
                 h,
                 f,
-            );
-            grads.insert(lname(l, "output.dense.weight"), dw);
-            grads.insert(lname(l, "output.dense.bias"), db);
+            )?;
             du.fill(0.0);
             k::gelu_backward(&mut du, &a.u, &dg, self.gelu);
             dh1.copy_from_slice(&ds2);
-            let (mut dw, mut db) = (vec![0f32; f * h], vec![0f32; f]);
-            linear_back(
-                Some((&mut dh1, true)),
-                &mut dw,
-                &mut db,
-                &du,
-                &a.h1,
-                g("intermediate.dense.weight")?,
-                n,
-                f,
-                h,
-            );
-            grads.insert(lname(l, "intermediate.dense.weight"), dw);
-            grads.insert(lname(l, "intermediate.dense.bias"), db);
+            let w_i = name("intermediate.dense");
+            grads.linear(p, &w_i, Some((&mut dh1, true)), &du, &a.h1, n, f, h)?;
             // h1 = LN1(s1)
-            ds1.fill(0.0);
-            let (mut dw, mut db) = (vec![0f32; h], vec![0f32; h]);
-            k::layernorm_backward(
-                &mut ds1,
-                &mut dw,
-                &mut db,
-                &dh1,
-                &a.s1,
-                g("attention.output.LayerNorm.weight")?,
-                &a.ln1_mean,
-                &a.ln1_rstd,
-                h,
-            );
-            grads.insert(lname(l, "attention.output.LayerNorm.weight"), dw);
-            grads.insert(lname(l, "attention.output.LayerNorm.bias"), db);
+            let (mean, rstd) = (&a.ln1_mean, &a.ln1_rstd);
+            let ln1 = name("attention.output.LayerNorm");
+            grads.layernorm(p, &ln1, &mut ds1, &dh1, &a.s1, mean, rstd, h)?;
             // s1 = x + drop(ctx W_oᵀ + b_o)
-            let dy: &[f32] = if a.drop_attn.is_empty() {
-                &ds1
-            } else {
-                k::mul(&mut dbranch, &ds1, &a.drop_attn);
-                &dbranch
-            };
-            let (mut dw, mut db) = (vec![0f32; h * h], vec![0f32; h]);
-            linear_back(
-                Some((&mut dctx, false)),
-                &mut dw,
-                &mut db,
-                dy,
-                &a.ctx,
-                g("attention.output.dense.weight")?,
-                n,
-                h,
-                h,
-            );
-            grads.insert(lname(l, "attention.output.dense.weight"), dw);
-            grads.insert(lname(l, "attention.output.dense.bias"), db);
+            let dy = through_mask(&mut dbranch, &ds1, &a.drop_attn);
+            let w_o = name("attention.output.dense");
+            grads.linear(p, &w_o, Some((&mut dctx, false)), dy, &a.ctx, n, h, h)?;
             dq.fill(0.0);
             dk.fill(0.0);
             dv.fill(0.0);
@@ -510,25 +455,9 @@ impl Encoder {
             );
             // dx = ds1 (the residual) + the three projections' input gradients.
             dx.copy_from_slice(&ds1);
-            for (d, name) in [
-                (&dq, "attention.self.query"),
-                (&dk, "attention.self.key"),
-                (&dv, "attention.self.value"),
-            ] {
-                let (mut dw, mut db) = (vec![0f32; h * h], vec![0f32; h]);
-                linear_back(
-                    Some((&mut dx, true)),
-                    &mut dw,
-                    &mut db,
-                    d,
-                    x,
-                    g(&format!("{name}.weight"))?,
-                    n,
-                    h,
-                    h,
-                );
-                grads.insert(lname(l, &format!("{name}.weight")), dw);
-                grads.insert(lname(l, &format!("{name}.bias")), db);
+            for (d, proj) in [(&dq, "query"), (&dk, "key"), (&dv, "value")] {
+                let w = name(&format!("attention.self.{proj}"));
+                grads.linear(p, &w, Some((&mut dx, true)), d, &hidden[l], n, h, h)?;
             }
         }
         // Embeddings: dropout, LayerNorm, then the three tables.
@@ -536,20 +465,9 @@ impl Encoder {
             k::mul_into(&mut dx, &fw.emb_mask);
         }
         let mut demb = vec![0f32; n * h];
-        let (mut dw, mut db) = (vec![0f32; h], vec![0f32; h]);
-        k::layernorm_backward(
-            &mut demb,
-            &mut dw,
-            &mut db,
-            &dx,
-            &fw.emb,
-            p.get("bert.embeddings.LayerNorm.weight")?,
-            &fw.e_mean,
-            &fw.e_rstd,
-            h,
-        );
-        grads.insert("bert.embeddings.LayerNorm.weight".into(), dw);
-        grads.insert("bert.embeddings.LayerNorm.bias".into(), db);
+        let (mean, rstd) = (&fw.e_mean, &fw.e_rstd);
+        let ln = "bert.embeddings.LayerNorm";
+        grads.layernorm(p, ln, &mut demb, &dx, &fw.emb, mean, rstd, h)?;
         let (mut dwte, mut dwpe, mut dwtt) = (
             vec![0f32; p.get("bert.embeddings.word_embeddings.weight")?.len()],
             vec![0f32; p.get("bert.embeddings.position_embeddings.weight")?.len()],
@@ -564,15 +482,80 @@ impl Encoder {
             }
         }
         // Added to what a tied decoder (the MLM head) put there.
-        match grads.get_mut("bert.embeddings.word_embeddings.weight") {
+        match grads.0.get_mut("bert.embeddings.word_embeddings.weight") {
             Some(g) => k::add_into(g, &dwte),
             None => {
-                grads.insert("bert.embeddings.word_embeddings.weight".into(), dwte);
+                grads.insert("bert.embeddings.word_embeddings.weight", dwte);
             }
         }
-        grads.insert("bert.embeddings.position_embeddings.weight".into(), dwpe);
-        grads.insert("bert.embeddings.token_type_embeddings.weight".into(), dwtt);
+        grads.insert("bert.embeddings.position_embeddings.weight", dwpe);
+        grads.insert("bert.embeddings.token_type_embeddings.weight", dwtt);
         Ok(())
+    }
+}
+
+/// Gradients by parameter name, filled by the backward passes.
+#[derive(Default)]
+struct Grads(BTreeMap<String, Vec<f32>>);
+
+impl Grads {
+    fn insert(&mut self, name: &str, g: Vec<f32>) {
+        self.0.insert(name.to_owned(), g);
+    }
+
+    /// [`linear_back`] through the linear layer `name` (`name.weight` (out, in), `name.bias`),
+    /// keeping their gradients.
+    #[allow(clippy::too_many_arguments)]
+    fn linear(
+        &mut self,
+        p: &Params,
+        name: &str,
+        dx: Option<(&mut [f32], bool)>,
+        dy: &[f32],
+        x: &[f32],
+        n: usize,
+        out: usize,
+        inp: usize,
+    ) -> Result<()> {
+        let (w, b) = (format!("{name}.weight"), format!("{name}.bias"));
+        let (mut dw, mut db) = (vec![0f32; out * inp], vec![0f32; out]);
+        linear_back(dx, &mut dw, &mut db, dy, x, p.get(&w)?, n, out, inp);
+        self.0.insert(w, dw);
+        self.0.insert(b, db);
+        Ok(())
+    }
+
+    /// The backward pass of the LayerNorm `name` over rows of `h`: `dx` (overwritten) from
+    /// `dy`, keeping the gradients of `name.weight` and `name.bias`.
+    #[allow(clippy::too_many_arguments)]
+    fn layernorm(
+        &mut self,
+        p: &Params,
+        name: &str,
+        dx: &mut [f32],
+        dy: &[f32],
+        x: &[f32],
+        mean: &[f32],
+        rstd: &[f32],
+        h: usize,
+    ) -> Result<()> {
+        let (w, b) = (format!("{name}.weight"), format!("{name}.bias"));
+        dx.fill(0.0);
+        let (mut dw, mut db) = (vec![0f32; h], vec![0f32; h]);
+        k::layernorm_backward(dx, &mut dw, &mut db, dy, x, p.get(&w)?, mean, rstd, h);
+        self.0.insert(w, dw);
+        self.0.insert(b, db);
+        Ok(())
+    }
+}
+
+/// `dy ∘ mask` (in `scratch`), the gradient through a dropout, or `dy` itself without one.
+fn through_mask<'a>(scratch: &'a mut [f32], dy: &'a [f32], mask: &[f32]) -> &'a [f32] {
+    if mask.is_empty() {
+        dy
+    } else {
+        k::mul(scratch, dy, mask);
+        scratch
     }
 }
 
@@ -677,22 +660,10 @@ impl BertClassifierStep {
         let (loss, dlogits) = classification_loss(&logits, y, kc, opts);
 
         // Backward.
-        let mut grads: BTreeMap<String, Vec<f32>> = BTreeMap::new();
-        let (mut dwc, mut dbc) = (vec![0f32; kc * h], vec![0f32; kc]);
+        let mut grads = Grads::default();
         let mut ddropped = vec![0f32; b * h];
-        linear_back(
-            Some((&mut ddropped, false)),
-            &mut dwc,
-            &mut dbc,
-            &dlogits,
-            &dropped,
-            wc,
-            b,
-            kc,
-            h,
-        );
-        grads.insert("classifier.weight".into(), dwc);
-        grads.insert("classifier.bias".into(), dbc);
+        let dd = Some((&mut ddropped[..], false));
+        grads.linear(p, "classifier", dd, &dlogits, &dropped, b, kc, h)?;
         if !cls_mask.is_empty() {
             k::mul_into(&mut ddropped, &cls_mask);
         }
@@ -702,28 +673,16 @@ impl BertClassifierStep {
             .zip(&pooled)
             .map(|(d, t)| d * (1.0 - t * t))
             .collect();
-        let (mut dwp, mut dbp) = (vec![0f32; h * h], vec![0f32; h]);
         let mut dcls = vec![0f32; b * h];
-        linear_back(
-            Some((&mut dcls, false)),
-            &mut dwp,
-            &mut dbp,
-            &dpre,
-            &cls,
-            wp,
-            b,
-            h,
-            h,
-        );
-        grads.insert("bert.pooler.dense.weight".into(), dwp);
-        grads.insert("bert.pooler.dense.bias".into(), dbp);
+        let dc = Some((&mut dcls[..], false));
+        grads.linear(p, "bert.pooler.dense", dc, &dpre, &cls, b, h, h)?;
         let mut dx = vec![0f32; n * h];
         for (s, row) in dcls.chunks_exact(h).enumerate() {
             let r = packed.offsets[s];
             dx[r * h..(r + 1) * h].copy_from_slice(row);
         }
         self.enc.backward(p, &fw, dx, &mut grads)?;
-        Ok((loss, grads))
+        Ok((loss, grads.0))
     }
 }
 
@@ -808,27 +767,23 @@ impl BertTaggerStep {
             row.iter_mut().for_each(|v| *v = (*v - lse).exp() / counted);
             row[t as usize] -= 1.0 / counted;
         }
-        let mut grads = BTreeMap::new();
-        let (mut dwc, mut dbc) = (vec![0f32; kc * h], vec![0f32; kc]);
+        let mut grads = Grads::default();
         let mut dx = vec![0f32; n * h];
-        linear_back(
+        grads.linear(
+            p,
+            "classifier",
             Some((&mut dx, false)),
-            &mut dwc,
-            &mut dbc,
             &logits,
             &x,
-            wc,
             n,
             kc,
             h,
-        );
-        grads.insert("classifier.weight".into(), dwc);
-        grads.insert("classifier.bias".into(), dbc);
+        )?;
         if !head_mask.is_empty() {
             k::mul_into(&mut dx, &head_mask);
         }
         self.enc.backward(p, &fw, dx, &mut grads)?;
-        Ok(((loss / f64::from(counted)) as f32, grads))
+        Ok(((loss / f64::from(counted)) as f32, grads.0))
     }
 }
 
@@ -933,50 +888,27 @@ impl BertMlmStep {
         let targets: Vec<u32> = picked.iter().map(|&(_, l)| l).collect();
         // The logits become the gradient of the mean loss.
         let loss = k::softmax_xent(&mut logits, &targets, v);
-        let mut grads = BTreeMap::new();
+        let mut grads = Grads::default();
         let (mut dwte, mut db) = (vec![0f32; v * h], vec![0f32; v]);
         let mut dy = vec![0f32; m * h];
-        linear_back(
-            Some((&mut dy, false)),
-            &mut dwte,
-            &mut db,
-            &logits,
-            &y,
-            wte,
-            m,
-            v,
-            h,
-        );
-        grads.insert("bert.embeddings.word_embeddings.weight".into(), dwte);
-        grads.insert("cls.predictions.bias".into(), db);
+        let dyo = Some((&mut dy[..], false));
+        linear_back(dyo, &mut dwte, &mut db, &logits, &y, wte, m, v, h);
+        grads.insert("bert.embeddings.word_embeddings.weight", dwte);
+        grads.insert("cls.predictions.bias", db);
         let mut dg = vec![0f32; m * h];
-        let (mut dw, mut db) = (vec![0f32; h], vec![0f32; h]);
-        k::layernorm_backward(&mut dg, &mut dw, &mut db, &dy, &g, ln_w, &mean, &rstd, h);
-        grads.insert(format!("{pre}LayerNorm.weight"), dw);
-        grads.insert(format!("{pre}LayerNorm.bias"), db);
+        let ln = format!("{pre}LayerNorm");
+        grads.layernorm(p, &ln, &mut dg, &dy, &g, &mean, &rstd, h)?;
         let mut du = vec![0f32; m * h];
         k::gelu_backward(&mut du, &u, &dg, self.enc.gelu);
-        let (mut dw, mut db) = (vec![0f32; h * h], vec![0f32; h]);
         let mut dxm = vec![0f32; m * h];
-        linear_back(
-            Some((&mut dxm, false)),
-            &mut dw,
-            &mut db,
-            &du,
-            &xm,
-            wt,
-            m,
-            h,
-            h,
-        );
-        grads.insert(format!("{pre}dense.weight"), dw);
-        grads.insert(format!("{pre}dense.bias"), db);
+        let dense = format!("{pre}dense");
+        grads.linear(p, &dense, Some((&mut dxm, false)), &du, &xm, m, h, h)?;
         let mut dx = vec![0f32; fw.packed.rows() * h];
         for (row, &(i, _)) in dxm.chunks_exact(h).zip(picked) {
             dx[i * h..(i + 1) * h].copy_from_slice(row);
         }
         self.enc.backward(p, &fw, dx, &mut grads)?;
-        Ok((loss, grads))
+        Ok((loss, grads.0))
     }
 }
 
