@@ -28,10 +28,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import metrics, split  # noqa: E402
+from common import DATASETS, metrics, split  # noqa: E402
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--dataset", choices=["sms", "bbc"], required=True)
+ap.add_argument("--dataset", choices=sorted(DATASETS), required=True)
 ap.add_argument("--split", required=True, help="make_split.py's directory (train.jsonl, valid.jsonl)")
 ap.add_argument("--out", required=True)
 ap.add_argument("--model", default="data/external/minilm")

@@ -1,7 +1,8 @@
 """run.sh's tables: reads each side's results and writes data/bench/classify/<mode>.json and .md.
 
   report.py tfidf    OUT DATASET...          (OUT/tfidf/<set>/{duet-eval/metrics.json, duet/metrics.jsonl, sklearn*.json})
-  report.py finetune OUT DATASET WEIGHTS...  (OUT/runs/{duet,hf}-<set>-<weights>/, OUT/logs/*.time)
+  report.py finetune OUT DATASET WEIGHTS...  (OUT/runs/{duet,hf}-<set>-<weights>[-seed<N>]/, OUT/logs/*.time;
+                                             the seeds from $SEEDS, default 1337)
 """
 
 import json
@@ -89,48 +90,67 @@ def tfidf(out, datasets):
     return res, "\n".join(md) + "\n"
 
 
-def finetune(out, ds, weights):
+def finetune_run(out, name, side):
+    """One fine-tuning run's test metrics, speed and cost, or None if it has not finished."""
+    run = os.path.join(out, "runs", name)
+    if side == "duet":
+        ev = os.path.join(out, "runs", f"{name}-eval", "metrics.json")
+        if not os.path.exists(ev):
+            return None
+        m = load(ev)
+        prov = load(os.path.join(run, "duet.json"))
+        s = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "per_class": m["per_class"],
+             "best_step": prov.get("best_step"), "steps": prov.get("step"), "samples": prov.get("seen")}
+    else:
+        p = os.path.join(run, "result.json")
+        if not os.path.exists(p):
+            return None
+        s = load(p)
+    rates = sorted(l["examples_per_sec"] for l in jsonl(os.path.join(run, "metrics.jsonl"))
+                   if "examples_per_sec" in l)
+    s["examples_per_sec_median_window"] = statistics.median(rates)
+    s["examples_per_sec_p90_window"] = rates[int(0.9 * (len(rates) - 1))]
+    s["wall_seconds"], s["peak_rss_mib"] = gnu_time(os.path.join(out, "logs", f"{name}.time"))
+    return s
+
+
+def finetune(out, ds, weights, seeds):
     rows, res = [], {}
     for w in weights:
         for side in ("duet", "hf"):
-            run = os.path.join(out, "runs", f"{side}-{ds}-{w}")
-            wall, rss = gnu_time(os.path.join(out, "logs", f"{side}-{ds}-{w}.time"))
-            if side == "duet":
-                ev = os.path.join(out, "runs", f"duet-{ds}-{w}-eval", "metrics.json")
-                if not os.path.exists(ev):
+            label = "duet" if side == "duet" else "transformers"
+            per_seed = []
+            for seed in seeds:
+                name = f"{side}-{ds}-{w}" + ("" if seed == "1337" else f"-seed{seed}")
+                s = finetune_run(out, name, side)
+                if s is None:
                     continue
-                m = load(ev)
-                prov = load(os.path.join(run, "duet.json"))
-                s = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "per_class": m["per_class"],
-                     "best_step": prov.get("best_step"),
-                     "steps": prov.get("step"), "samples": prov.get("seen")}
-                label = "duet"
-            else:
-                p = os.path.join(run, "result.json")
-                if not os.path.exists(p):
-                    continue
-                s = load(p)
-                label = "transformers"
-            rates = sorted(l["examples_per_sec"] for l in jsonl(os.path.join(run, "metrics.jsonl"))
-                           if "examples_per_sec" in l)
-            s["examples_per_sec_median_window"] = statistics.median(rates)
-            s["examples_per_sec_p90_window"] = rates[int(0.9 * (len(rates) - 1))]
-            s["wall_seconds"], s["peak_rss_mib"] = wall, rss
-            res[f"{side}-{w}"] = s
-            mc = minority(s["per_class"])
-            rows.append(f"| {w} | {label} | {pct(s['accuracy'])} | {pct(s['macro_f1'])} | "
-                        f"{pct(s['per_class'][mc]['recall'])} | {pct(s['per_class'][mc]['f1'])} | "
-                        f"{s['examples_per_sec_median_window']:.1f} ({s['examples_per_sec_p90_window']:.1f}) | {s['best_step']}/{s['steps']} | "
-                        f"{(s['wall_seconds'] or 0) / 60:.1f} | {s['peak_rss_mib'] or 0:.0f} |")
+                per_seed.append(s)
+                res[f"{side}-{w}" + ("" if seed == "1337" else f"-seed{seed}")] = s
+                mc = minority(s["per_class"])
+                rows.append(f"| {w} | {label} | {seed} | {pct(s['accuracy'])} | {pct(s['macro_f1'])} | "
+                            f"{pct(s['per_class'][mc]['recall'])} | {pct(s['per_class'][mc]['f1'])} | "
+                            f"{s['examples_per_sec_median_window']:.1f} ({s['examples_per_sec_p90_window']:.1f}) | {s['best_step']}/{s['steps']} | "
+                            f"{(s['wall_seconds'] or 0) / 60:.1f} | {s['peak_rss_mib'] or 0:.0f} |")
+            if len(per_seed) > 1:
+                mc = minority(per_seed[0]["per_class"])
+                cols = {"accuracy": [s["accuracy"] for s in per_seed],
+                        "macro_f1": [s["macro_f1"] for s in per_seed],
+                        "recall": [s["per_class"][mc]["recall"] for s in per_seed],
+                        "f1": [s["per_class"][mc]["f1"] for s in per_seed]}
+                mean = {k: statistics.mean(v) for k, v in cols.items()}
+                res[f"{side}-{w}-mean"] = {"seeds": len(per_seed), **mean}
+                rows.append(f"| {w} | **{label}, mean of {len(per_seed)}** | | **{pct(mean['accuracy'])}** | "
+                            f"**{pct(mean['macro_f1'])}** | **{pct(mean['recall'])}** | **{pct(mean['f1'])}** | | | | |")
     mc_name = "rarest class"
     if res:
         mc_name = minority(next(iter(res.values()))["per_class"])
     md = [f"# Fine-tuning MiniLM-L6 on {ds}: duet against transformers (PyTorch)", "",
           "Same train / validation / test examples (make_split.py), same recipe (README.md), 2 threads; "
           "the model with the best validation macro-F1 (checked each epoch) scored on the test ids.", "",
-          f"| class weights | side | accuracy % | macro-F1 % | {mc_name} recall % | {mc_name} F1 % | "
+          f"| class weights | side | seed | accuracy % | macro-F1 % | {mc_name} recall % | {mc_name} F1 % | "
           "train examples/s: median (p90) of 10-step windows | best step / steps | wall min | peak RSS MiB |",
-          "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", *rows, "",
+          "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", *rows, "",
           "p90: the 90th percentile of the windows, close to the rate of a quiet machine when other "
           "work shared the 2 cores for part of a run (see the load logged before each command)."]
     return res, "\n".join(md) + "\n"
@@ -142,7 +162,7 @@ if __name__ == "__main__":
         res, md = tfidf(out, sys.argv[3:])
         name = "tfidf"
     elif mode == "finetune":
-        res, md = finetune(out, sys.argv[3], sys.argv[4:])
+        res, md = finetune(out, sys.argv[3], sys.argv[4:], os.environ.get("SEEDS", "1337").split())
         name = f"finetune-{sys.argv[3]}"
     else:
         sys.exit(f"report.py: unknown mode {mode}")

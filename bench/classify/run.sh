@@ -5,7 +5,7 @@
 # Usage (from anywhere; paths are relative to the repository root):
 #   bench/classify/run.sh tfidf [sms] [bbc]      TF-IDF + logistic regression, duet and scikit-learn
 #                                                (default: both data sets; about a minute)
-#   bench/classify/run.sh finetune sms|bbc       MiniLM fine-tuning, duet and transformers, with
+#   bench/classify/run.sh finetune sms|sms-plain|bbc   MiniLM fine-tuning, duet and transformers, with
 #                                                class weights auto, then none (SMS: ~20 min a run)
 #   bench/classify/run.sh agree RUN [sms|bbc]    RUN/best in transformers against `duet classify`
 #   bench/classify/run.sh speed [--rounds R] [--epochs E] [--wait-quiet S]
@@ -17,6 +17,8 @@
 #   --weights "auto none"   which class-weight settings, in order (default "auto none")
 #   --side both|duet|hf     which side to train (default both; the table takes what exists)
 #   --max-length N          window in tokens (default: 64 for sms, 128 for bbc)
+#   --seeds "1337 2 3"      train each setting once per seed (default 1337, both sides' default);
+#                           runs of other seeds are named <run>-seed<N>, and the table adds the means
 #   --keep                  keep finished runs (RUN/best or result.json present) instead of redoing them
 # Environment:
 #   DUET_BIN  default target/release/duet (a copy avoids a rebuild swapping the binary mid-run)
@@ -54,9 +56,10 @@ timed() {
     fi
 }
 
-data_of() { case "$1" in sms) echo data/external/sms-spam/spam_collection.csv ;; bbc) echo data/external/bbc-news ;;
-    *) echo "run.sh: unknown data set $1 (sms or bbc)" >&2; exit 2 ;; esac; }
-split_of() { case "$1" in sms) echo testdata/splits/sms-spam.json ;; bbc) echo testdata/splits/bbc-news.json ;; esac; }
+data_of() { case "$1" in sms|sms-plain) echo data/external/sms-spam/spam_collection.csv ;; bbc) echo data/external/bbc-news ;;
+    *) echo "run.sh: unknown data set $1 (sms, sms-plain or bbc)" >&2; exit 2 ;; esac; }
+split_of() { case "$1" in sms) echo testdata/splits/sms-spam.json ;; sms-plain) echo testdata/splits/sms-spam-plain.json ;;
+    bbc) echo testdata/splits/bbc-news.json ;; esac; }
 
 case "$MODE" in
 tfidf)
@@ -83,17 +86,18 @@ tfidf)
     ;;
 finetune)
     ds="${1:?run.sh finetune sms|bbc}"; shift
-    WEIGHTS="auto none"; SIDE=both; KEEP=0; MAXLEN=""
+    WEIGHTS="auto none"; SIDE=both; KEEP=0; MAXLEN=""; SEEDS=1337
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --weights) WEIGHTS="$2"; shift 2 ;;
             --side) SIDE="$2"; shift 2 ;;
             --max-length) MAXLEN="$2"; shift 2 ;;
+            --seeds) SEEDS="$2"; shift 2 ;;
             --keep) KEEP=1; shift ;;
             *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
         esac
     done
-    [[ -n "$MAXLEN" ]] || { [[ "$ds" == sms ]] && MAXLEN=64 || MAXLEN=128; }
+    [[ -n "$MAXLEN" ]] || { [[ "$ds" == sms* ]] && MAXLEN=64 || MAXLEN=128; }
     SPLIT="$OUT/split-$ds"
     "$PY" "$HERE/make_split.py" "$ds" "$SPLIT"
     RECIPE=()
@@ -105,28 +109,30 @@ finetune)
             RECIPE+=(--set "$kv")
         done
     fi
-    for w in $WEIGHTS; do
-        run="$OUT/runs/duet-$ds-$w"
+    for w in $WEIGHTS; do for seed in $SEEDS; do
+        sfx=""; [[ "$seed" == 1337 ]] || sfx="-seed$seed"
+        run="$OUT/runs/duet-$ds-$w$sfx"
         if [[ "$SIDE" != hf ]] && ! [[ $KEEP == 1 && -f "$run/best/duet.json" ]]; then
             rm -rf "$run" "$run-eval"
-            timed "$OUT/logs/duet-$ds-$w.time" "$OUT/logs/duet-$ds-$w.log" -- "$DUET_BIN" train classify \
+            timed "$OUT/logs/duet-$ds-$w$sfx.time" "$OUT/logs/duet-$ds-$w$sfx.log" -- "$DUET_BIN" train classify \
                 --model data/external/minilm --train "$(data_of "$ds")" --exclude "$SPLIT/exclude.json" \
                 --valid "$SPLIT/valid.jsonl" --out "$run" "${RECIPE[@]}" \
-                --set "loss.class_weights=$w" --set "model.max_length=$MAXLEN"
+                --set "loss.class_weights=$w" --set "model.max_length=$MAXLEN" --set "train.seed=$seed"
         fi
         if [[ -f "$run/best/duet.json" && ! -f "$run-eval/metrics.json" ]]; then
             "$DUET_BIN" eval classify --model "$run/best" --data "$(data_of "$ds")" --ids "$(split_of "$ds")" \
-                --out "$run-eval" >"$OUT/logs/duet-$ds-$w-eval.log" 2>&1
+                --out "$run-eval" >"$OUT/logs/duet-$ds-$w$sfx-eval.log" 2>&1
         fi
-        run="$OUT/runs/hf-$ds-$w"
+        run="$OUT/runs/hf-$ds-$w$sfx"
         if [[ "$SIDE" != duet ]] && ! [[ $KEEP == 1 && -f "$run/result.json" ]]; then
             rm -rf "$run"
-            timed "$OUT/logs/hf-$ds-$w.time" "$OUT/logs/hf-$ds-$w.log" -- "$PY" "$HERE/finetune_peer.py" \
-                --dataset "$ds" --split "$SPLIT" --out "$run" --class-weights "$w" --max-length "$MAXLEN"
+            timed "$OUT/logs/hf-$ds-$w$sfx.time" "$OUT/logs/hf-$ds-$w$sfx.log" -- "$PY" "$HERE/finetune_peer.py" \
+                --dataset "$ds" --split "$SPLIT" --out "$run" --class-weights "$w" --max-length "$MAXLEN" \
+                --seed "$seed"
         fi
-    done
+    done; done
     # shellcheck disable=SC2086
-    "$PY" "$HERE/report.py" finetune "$OUT" "$ds" $WEIGHTS
+    SEEDS="$SEEDS" "$PY" "$HERE/report.py" finetune "$OUT" "$ds" $WEIGHTS
     ;;
 agree)
     run="${1:?run.sh agree RUN [sms|bbc]}"; ds="${2:-sms}"
