@@ -207,6 +207,7 @@ out = {
     "best_val_macro_f1": best,
     "final_test_accuracy": mf["accuracy"],
     "final_test_macro_f1": mf["macro_f1"],
+    "final": mf,
     **m,
 }
 with open(os.path.join(a.out, "result.json"), "w") as f:

@@ -123,6 +123,10 @@ finetune)
             "$DUET_BIN" eval classify --model "$run/best" --data "$(data_of "$ds")" --ids "$(split_of "$ds")" \
                 --out "$run-eval" >"$OUT/logs/duet-$ds-$w$sfx-eval.log" 2>&1
         fi
+        if [[ -f "$run/final/duet.json" && ! -f "$run-final-eval/metrics.json" ]]; then
+            "$DUET_BIN" eval classify --model "$run/final" --data "$(data_of "$ds")" --ids "$(split_of "$ds")" \
+                --out "$run-final-eval" >"$OUT/logs/duet-$ds-$w$sfx-final-eval.log" 2>&1
+        fi
         run="$OUT/runs/hf-$ds-$w$sfx"
         if [[ "$SIDE" != duet ]] && ! [[ $KEEP == 1 && -f "$run/result.json" ]]; then
             rm -rf "$run"
