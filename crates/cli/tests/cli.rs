@@ -326,37 +326,46 @@ fn generate_embed_and_inspect_run_on_small_models() -> Result<()> {
         "{}",
         text(&out.stderr)
     );
+    // Generation from "the cat" under `--regex RE` or `--grammar FILE`, and what follows the
+    // prompt, split at spaces.
+    let constrained = |flag: &str, value: &str, seed: &str| {
+        duet(
+            &[
+                "generate",
+                "--model",
+                "llama",
+                "--prompt",
+                "the cat",
+                flag,
+                value,
+                "--max-new-tokens",
+                "40",
+                "--seed",
+                seed,
+            ],
+            tmp.path(),
+        )
+    };
+    let after_prompt = |out: &Output| -> Vec<String> {
+        text(&out.stdout)
+            .trim_end_matches('\n')
+            .trim_start_matches("the cat")
+            .split(' ')
+            .map(str::to_owned)
+            .collect()
+    };
     // Under a regular expression the output has its form whatever the random model prefers,
     // and generation ends when the match is complete.
-    let out = duet(
-        &[
-            "generate",
-            "--model",
-            "llama",
-            "--prompt",
-            "the cat",
-            "--regex",
-            " (cat|dog)s? [0-9]{3}",
-            "--max-new-tokens",
-            "40",
-            "--seed",
-            "3",
-        ],
-        tmp.path(),
-    )?;
+    let out = constrained("--regex", " (cat|dog)s? [0-9]{3}", "3")?;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let tail = text(&out.stdout)
-        .trim_end_matches('\n')
-        .trim_start_matches("the cat")
-        .to_owned();
-    let parts: Vec<&str> = tail.split(' ').collect();
+    let parts = after_prompt(&out);
     assert!(
         parts.len() == 3
             && parts[0].is_empty()
-            && ["cat", "cats", "dog", "dogs"].contains(&parts[1])
+            && ["cat", "cats", "dog", "dogs"].contains(&parts[1].as_str())
             && parts[2].len() == 3
             && parts[2].chars().all(|c| c.is_ascii_digit()),
-        "{tail:?}"
+        "{parts:?}"
     );
     assert!(
         text(&out.stderr).contains("finish: Stop"),
@@ -364,18 +373,7 @@ fn generate_embed_and_inspect_run_on_small_models() -> Result<()> {
         text(&out.stderr)
     );
     // A grammar that cannot compile is an error that says so.
-    let out = duet(
-        &[
-            "generate",
-            "--model",
-            "llama",
-            "--prompt",
-            "the cat",
-            "--regex",
-            "(unclosed",
-        ],
-        tmp.path(),
-    )?;
+    let out = constrained("--regex", "(unclosed", "3")?;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("regular expression"),
@@ -388,38 +386,18 @@ fn generate_embed_and_inspect_run_on_small_models() -> Result<()> {
         "start: \" \" answer \" \" NUMBER\nanswer: \"yes\" | \"no\"\nNUMBER: /[0-9]{2}/\n",
     )?;
     std::fs::write(tmp.path().join("broken.lark"), "start: answer\n")?;
-    let lark = |file: &str| {
-        duet(
-            &[
-                "generate",
-                "--model",
-                "llama",
-                "--prompt",
-                "the cat",
-                "--grammar",
-                file,
-                "--max-new-tokens",
-                "40",
-                "--seed",
-                "5",
-            ],
-            tmp.path(),
-        )
-    };
-    let out = lark("answer.lark")?;
+    let out = constrained("--grammar", "answer.lark", "5")?;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let tail = text(&out.stdout).trim_end_matches('\n').to_owned();
-    let tail = tail.trim_start_matches("the cat");
-    let parts: Vec<&str> = tail.split(' ').collect();
+    let parts = after_prompt(&out);
     assert!(
         parts.len() == 3
             && parts[0].is_empty()
-            && ["yes", "no"].contains(&parts[1])
+            && ["yes", "no"].contains(&parts[1].as_str())
             && parts[2].len() == 2
             && parts[2].chars().all(|c| c.is_ascii_digit()),
-        "{tail:?}"
+        "{parts:?}"
     );
-    let out = lark("broken.lark")?;
+    let out = constrained("--grammar", "broken.lark", "5")?;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("broken.lark"),

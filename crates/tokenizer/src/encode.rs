@@ -126,8 +126,9 @@ pub fn encode_corpus(
     bar: &ProgressBar,
 ) -> Result<TokenManifest> {
     duet_corpus::check_corpus(corpus)?;
-    let tokenizer = load_tokenizer(tokenizer_path)?;
     let tokenizer_bytes = std::fs::read(tokenizer_path).at(tokenizer_path)?;
+    let tokenizer = Tokenizer::from_bytes(&tokenizer_bytes)
+        .map_err(|e| Error::Tokenizers(format!("{}: {e}", tokenizer_path.display())))?;
     if out.exists() && std::fs::read_dir(out).at(out)?.next().is_some() {
         if !opts.force {
             return Err(Error::Invalid(format!(
