@@ -31,6 +31,15 @@ pub enum Error {
         /// Missing and mis-shaped tensors, expected against found.
         report: String,
     },
+    /// A GGUF file is malformed or holds what duet cannot run; the message names the key or
+    /// tensor.
+    #[error("{path}: {message}")]
+    Gguf {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The tokenizer failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

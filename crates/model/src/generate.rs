@@ -5,13 +5,12 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Result as CResult, Tensor};
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg32;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use crate::gpt::{Cache, Gpt};
+use crate::lm::{Lm, LmCache};
 use crate::{Error, Result};
 
 /// How to pick tokens and when to stop.
@@ -237,7 +236,7 @@ pub type LogitsHook<'a> = dyn FnMut(&mut [f32]) -> Result<()> + 'a;
 #[derive(Debug)]
 pub struct Sequence {
     /// The KV cache.
-    pub cache: Cache,
+    pub cache: LmCache,
     sampler: Sampler,
     detok: Detokenizer,
     params: SamplingParams,
@@ -254,7 +253,7 @@ pub struct Sequence {
 impl Sequence {
     /// Runs the prompt through the model and samples the first token.
     pub fn start(
-        model: &Gpt,
+        model: &Lm,
         tok: &Tokenizer,
         prompt: &[u32],
         params: &SamplingParams,
@@ -265,7 +264,7 @@ impl Sequence {
     /// [`Sequence::start`] with a hook that may change the logits before the first token is
     /// sampled (e.g. mask tokens a grammar forbids).
     pub fn start_with(
-        model: &Gpt,
+        model: &Lm,
         tok: &Tokenizer,
         prompt: &[u32],
         params: &SamplingParams,
@@ -274,9 +273,15 @@ impl Sequence {
         if prompt.is_empty() {
             return Err(Error::Invalid("the prompt is empty".into()));
         }
+        if prompt.len() >= model.context() {
+            return Err(Error::Invalid(format!(
+                "the prompt has {} tokens; the model's context is {}",
+                prompt.len(),
+                model.context()
+            )));
+        }
         let mut cache = model.new_cache();
-        let ids = Tensor::new(prompt, model.device())?.unsqueeze(0)?;
-        let logits = model.forward_last(&ids, Some(&mut cache))?.squeeze(0)?;
+        let logits = model.prefill(prompt, &mut cache)?;
         let mut seq = Self {
             cache,
             sampler: Sampler::new(params, prompt),
@@ -311,9 +316,9 @@ impl Sequence {
     /// Samples from `logits` (vocab,), updates text and stop state; returns text safe to emit.
     pub fn accept(
         &mut self,
-        model: &Gpt,
+        model: &Lm,
         tok: &Tokenizer,
-        logits: &Tensor,
+        logits: &[f32],
     ) -> Result<Option<String>> {
         self.accept_with(model, tok, logits, None)
     }
@@ -322,12 +327,12 @@ impl Sequence {
     /// logits are kept for [`Sequence::last_logits`].
     pub fn accept_with(
         &mut self,
-        model: &Gpt,
+        model: &Lm,
         tok: &Tokenizer,
-        logits: &Tensor,
+        logits: &[f32],
         adjust: Option<&mut LogitsHook<'_>>,
     ) -> Result<Option<String>> {
-        let l: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+        let l: Vec<f32> = logits.to_vec();
         let t = match adjust {
             Some(f) => {
                 let mut hooked = l.clone();
@@ -358,7 +363,7 @@ impl Sequence {
             return Ok(self.flush());
         }
         let at_limit = self.tokens.len() >= self.params.max_new_tokens
-            || self.prompt_tokens + self.tokens.len() >= model.config().max_position_embeddings;
+            || self.prompt_tokens + self.tokens.len() >= model.context();
         if at_limit {
             self.finish = Some(FinishReason::Length);
             return Ok(self.flush());
@@ -420,7 +425,7 @@ impl Sequence {
 /// Generates from one prompt, calling `on_text` with each new piece of text; returning `false`
 /// from it stops generation.
 pub fn generate(
-    model: &Gpt,
+    model: &Lm,
     tok: &Tokenizer,
     prompt: &[u32],
     params: &SamplingParams,
@@ -434,9 +439,7 @@ pub fn generate(
     }
     while seq.finish.is_none() {
         let Some(last) = seq.last_token() else { break };
-        let logits = model
-            .decode_step(&[last], &mut [&mut seq.cache])?
-            .squeeze(0)?;
+        let logits = model.decode(&[last], &mut [&mut seq.cache])?;
         if let Some(d) = seq.accept(model, tok, &logits)?
             && !on_text(&d)
         {
@@ -449,7 +452,7 @@ pub fn generate(
 /// Generates from several prompts at once: each prompt is prefilled on its own, then every
 /// step decodes all unfinished sequences in one batch.
 pub fn generate_batch(
-    model: &Gpt,
+    model: &Lm,
     tok: &Tokenizer,
     prompts: &[Vec<u32>],
     params: &[SamplingParams],
@@ -478,31 +481,28 @@ pub fn generate_batch(
             .filter_map(|&i| seqs[i].last_token())
             .collect();
         let logits = {
-            let mut caches: Vec<&mut Cache> = seqs
+            let mut caches: Vec<&mut LmCache> = seqs
                 .iter_mut()
                 .filter(|s| s.finish.is_none())
                 .map(|s| &mut s.cache)
                 .collect();
-            model.decode_step(&tokens, &mut caches)?
+            model.decode(&tokens, &mut caches)?
         };
+        let v = model.vocab();
         for (row, &i) in active.iter().enumerate() {
-            let l = logits.get(row)?;
-            seqs[i].accept(model, tok, &l)?;
+            seqs[i].accept(model, tok, &logits[row * v..(row + 1) * v])?;
         }
     }
     Ok(seqs.iter().map(Sequence::result).collect())
 }
 
 /// Greedy continuation of `prompt` by `n` tokens, ignoring stop tokens (for parity tests).
-pub fn greedy(model: &Gpt, prompt: &[u32], n: usize) -> CResult<Vec<u32>> {
+pub fn greedy(model: &Lm, prompt: &[u32], n: usize) -> Result<Vec<u32>> {
     let mut cache = model.new_cache();
-    let ids = Tensor::new(prompt, model.device())?.unsqueeze(0)?;
-    let logits = Gpt::last_logits(&model.forward(&ids, Some(&mut cache), None)?)?.squeeze(0)?;
-    let mut next = argmax(&logits.to_vec1::<f32>()?);
+    let mut next = argmax(&model.prefill(prompt, &mut cache)?);
     let mut out = vec![next];
     while out.len() < n {
-        let logits = model.decode_step(&[next], &mut [&mut cache])?.squeeze(0)?;
-        next = argmax(&logits.to_vec1::<f32>()?);
+        next = argmax(&model.decode(&[next], &mut [&mut cache])?);
         out.push(next);
     }
     Ok(out)

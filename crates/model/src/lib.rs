@@ -24,11 +24,15 @@ pub mod embed;
 mod error;
 pub mod fused;
 pub mod generate;
+pub mod gguf;
 pub mod gpt;
 pub mod hub;
+pub mod lm;
 pub mod init;
 pub mod nn;
 pub mod ops;
+pub mod qlm;
+pub mod quant;
 
 use std::path::Path;
 

@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::Instant;
 
 use duet_model::generate::{FinishReason, SamplingParams, Sequence};
-use duet_model::gpt::Gpt;
+use duet_model::lm::{Lm, LmCache};
 
 use serde::Serialize;
 use tokenizers::Tokenizer;
@@ -145,7 +145,7 @@ impl Engine {
     /// last sequence has finished.
     pub fn start(
         name: &str,
-        model: Gpt,
+        model: Lm,
         tokenizer: Arc<Tokenizer>,
         config: EngineConfig,
         metrics: Arc<Metrics>,
@@ -199,7 +199,7 @@ impl Engine {
 /// The engine thread's state.
 struct Worker {
     name: String,
-    model: Gpt,
+    model: Lm,
     tokenizer: Arc<Tokenizer>,
     max_batch: usize,
     prefill_budget: usize,
@@ -405,9 +405,8 @@ impl Worker {
             return;
         }
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let mut caches: Vec<&mut duet_model::gpt::Cache> =
-                slots.iter_mut().map(|s| &mut s.seq.cache).collect();
-            self.model.decode_step(&tokens, &mut caches)
+            let mut caches: Vec<&mut LmCache> = slots.iter_mut().map(|s| &mut s.seq.cache).collect();
+            self.model.decode(&tokens, &mut caches)
         }));
         self.metrics.decode_steps.inc();
         let logits = match result {
@@ -416,19 +415,18 @@ impl Worker {
             Err(_) => return self.fail_all(slots, "internal error in the engine"),
         };
         let mut keep = Vec::with_capacity(slots.len());
+        let vocab = self.model.vocab();
         for (row, mut slot) in std::mem::take(slots).into_iter().enumerate() {
-            let accepted = logits
-                .get(row)
-                .map_err(duet_model::Error::from)
-                .and_then(|l| match &mut slot.job.grammar {
-                    Some(m) => slot.seq.accept_with(
-                        &self.model,
-                        &self.tokenizer,
-                        &l,
-                        Some(&mut |l: &mut [f32]| grammar::mask(m, l)),
-                    ),
-                    None => slot.seq.accept(&self.model, &self.tokenizer, &l),
-                });
+            let l = &logits[row * vocab..(row + 1) * vocab];
+            let accepted = match &mut slot.job.grammar {
+                Some(m) => slot.seq.accept_with(
+                    &self.model,
+                    &self.tokenizer,
+                    l,
+                    Some(&mut |l: &mut [f32]| grammar::mask(m, l)),
+                ),
+                None => slot.seq.accept(&self.model, &self.tokenizer, l),
+            };
             match accepted {
                 Ok(text) => {
                     if self.emit_checked(&mut slot, text) {

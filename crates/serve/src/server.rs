@@ -22,6 +22,7 @@ use base64::Engine as _;
 use duet_model::ModelKind;
 use duet_model::embed::SentenceEmbedder;
 use duet_model::generate::{FinishReason, SamplingParams};
+use duet_model::lm::LoadedLm;
 use duet_train::classify::predict::Classifier;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
@@ -146,13 +147,34 @@ pub fn load(cfg: &ServeConfig) -> Result<Arc<AppState>> {
                 }
             })?))
         } else {
-            match duet_model::model_kind(dir).map_err(model_err)? {
+            let kind = if duet_model::lm::is_gguf(dir) {
+                ModelKind::Decoder
+            } else {
+                duet_model::model_kind(dir).map_err(model_err)?
+            };
+            match kind {
                 ModelKind::Decoder => {
                     let dev = candle_core::Device::Cpu;
-                    let model = duet_model::load_gpt(dir, &dev).map_err(model_err)?;
-                    let tokenizer = Arc::new(duet_model::load_tokenizer(dir).map_err(model_err)?);
-                    let template = ChatTemplate::load(dir)?;
-                    let mut stop_ids = model.config().eos_ids();
+                    let loaded = LoadedLm::load(dir, &dev).map_err(model_err)?;
+                    let tokenizer = Arc::new(loaded.tokenizer.clone());
+                    let template = match &loaded.gguf {
+                        Some(g) => match &g.chat_template {
+                            Some(src) => {
+                                let text = |id: Option<u32>| {
+                                    id.and_then(|i| tokenizer.id_to_token(i)).unwrap_or_default()
+                                };
+                                ChatTemplate::new(
+                                    src.clone(),
+                                    &format!("{}: tokenizer.chat_template", dir.display()),
+                                    text(g.special.bos),
+                                    text(g.special.eos),
+                                )?
+                            }
+                            None => ChatTemplate::builtin()?,
+                        },
+                        None => ChatTemplate::load(dir)?,
+                    };
+                    let mut stop_ids = loaded.stop_ids();
                     stop_ids.extend(
                         ["<|endoftext|>", "</s>", "<|im_end|>", "<|eot_id|>"]
                             .iter()
@@ -160,8 +182,9 @@ pub fn load(cfg: &ServeConfig) -> Result<Arc<AppState>> {
                     );
                     stop_ids.sort_unstable();
                     stop_ids.dedup();
-                    let context = model.config().max_position_embeddings;
-                    let vocab = model.config().vocab_size;
+                    let model = loaded.lm;
+                    let context = model.context();
+                    let vocab = model.vocab();
                     let grammars = match stop_ids.first() {
                         Some(&eos) => Grammars::new(tokenizer.clone(), vocab, eos),
                         None => Err("the model has no end-of-sequence token".to_owned()),

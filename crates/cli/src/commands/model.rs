@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use duet_model::generate::{self, SamplingParams};
+use duet_model::lm::{Lm, LoadedLm};
 use duet_model::{ModelKind, embed::SentenceEmbedder};
 
 /// Arguments of `duet generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// A model directory (config.json, model.safetensors, tokenizer.json).
+    /// A model directory (config.json, model.safetensors, tokenizer.json) or a GGUF file.
     #[arg(long)]
     pub model: PathBuf,
     /// The prompt; `-` reads it from standard input.
@@ -76,22 +77,21 @@ pub struct InspectArgs {
 /// The grammar `--regex` or `--grammar` asks for, if any.
 fn constraint(
     a: &GenerateArgs,
-    model: &duet_model::gpt::Gpt,
-    tok: &tokenizers::Tokenizer,
+    loaded: &LoadedLm,
 ) -> Result<Option<duet_serve::grammar::Matcher>> {
     if a.regex.is_none() && a.grammar.is_none() {
         return Ok(None);
     }
-    let eos = model
-        .config()
-        .eos_ids()
+    let tok = &loaded.tokenizer;
+    let eos = loaded
+        .stop_ids()
         .first()
         .copied()
         .or_else(|| tok.token_to_id("<|endoftext|>"))
         .unwrap_or(0);
     let grammars = duet_serve::grammar::Grammars::new(
         std::sync::Arc::new(tok.clone()),
-        model.config().vocab_size,
+        loaded.lm.vocab(),
         eos,
     )
     .map_err(|e| anyhow::anyhow!(e))?;
@@ -112,7 +112,7 @@ fn constraint(
 /// [`generate::generate`] with every token drawn from those the grammar allows; ends when the
 /// grammar is complete.
 fn constrained(
-    model: &duet_model::gpt::Gpt,
+    model: &Lm,
     tok: &tokenizers::Tokenizer,
     ids: &[u32],
     params: &SamplingParams,
@@ -141,9 +141,7 @@ fn constrained(
         let Some(last) = seq.last_token() else {
             return Ok(seq.result());
         };
-        let logits = model
-            .decode_step(&[last], &mut [&mut seq.cache])?
-            .squeeze(0)?;
+        let logits = model.decode(&[last], &mut [&mut seq.cache])?;
         delta = seq.accept_with(model, tok, &logits, Some(&mut |l| mask(m, l)))?;
     }
 }
@@ -151,9 +149,9 @@ fn constrained(
 /// Streams a generation to standard output.
 pub fn generate(a: GenerateArgs) -> Result<()> {
     let dev = candle_core::Device::Cpu;
-    let model = duet_model::load_gpt(&a.model, &dev)
+    let loaded = LoadedLm::load(&a.model, &dev)
         .with_context(|| format!("loading {}", a.model.display()))?;
-    let tok = duet_model::load_tokenizer(&a.model)?;
+    let (model, tok) = (&loaded.lm, &loaded.tokenizer);
     let prompt = if a.prompt == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
@@ -161,15 +159,16 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
     } else {
         a.prompt.clone()
     };
+    // GGUF vocabularies say whether a prompt starts with BOS; the encoder adds it then.
     let ids = tok
-        .encode(prompt.as_str(), false)
+        .encode(prompt.as_str(), loaded.gguf.is_some())
         .map_err(|e| anyhow::anyhow!("tokenizing the prompt: {e}"))?
         .get_ids()
         .to_vec();
     if ids.is_empty() {
         bail!("the prompt encodes to no tokens");
     }
-    let mut stop_ids = model.config().eos_ids();
+    let mut stop_ids = loaded.stop_ids();
     stop_ids.extend(
         ["<|endoftext|>", "</s>", "<|im_end|>"]
             .iter()
@@ -187,7 +186,7 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
         stop_token_ids: stop_ids,
         ..Default::default()
     };
-    let mut matcher = constraint(&a, &model, &tok)?;
+    let mut matcher = constraint(&a, &loaded)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     write!(out, "{prompt}")?;
@@ -202,8 +201,8 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
         }
     };
     let g = match matcher.as_mut() {
-        None => generate::generate(&model, &tok, &ids, &params, &mut on_text)?,
-        Some(m) => constrained(&model, &tok, &ids, &params, m, &mut on_text)?,
+        None => generate::generate(model, tok, &ids, &params, &mut on_text)?,
+        Some(m) => constrained(model, tok, &ids, &params, m, &mut on_text)?,
     };
     if let Some(e) = io_err {
         return Err(e.into());
