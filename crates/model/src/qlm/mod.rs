@@ -63,11 +63,17 @@ struct Layer {
     ffn: Ffn,
 }
 
-/// One sequence's keys and values for every layer, in f16.
+/// One sequence's keys and values for every layer, in f16. Keys are stored a position at a
+/// time; values transposed (each value dimension's positions contiguous), as llama.cpp
+/// stores them, so that attention reads both in order.
 #[derive(Debug, Clone, Default)]
 pub struct Cache {
+    /// Per layer: `cap × kv_dim` keys.
     k: Vec<Vec<f16>>,
+    /// Per layer: `kv_dim × cap` values.
     v: Vec<Vec<f16>>,
+    /// Positions allocated.
+    cap: usize,
     len: usize,
 }
 
@@ -83,18 +89,32 @@ impl Cache {
     }
 
     /// Forgets every position from `len` on (a shorter prefix stays usable).
-    pub fn truncate(&mut self, len: usize, kv_dim: usize) {
-        if len < self.len {
-            for l in self.k.iter_mut().chain(self.v.iter_mut()) {
-                l.truncate(len * kv_dim);
-            }
-            self.len = len;
-        }
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.k.iter().chain(&self.v).map(|l| l.capacity() * 2).sum()
+    }
+
+    /// Makes room for `len` positions (in steps of 256, as llama.cpp pads its caches).
+    fn reserve(&mut self, len: usize, kv_dim: usize) {
+        if len <= self.cap {
+            return;
+        }
+        let cap = len.max(2 * self.cap).div_ceil(256) * 256;
+        for k in &mut self.k {
+            k.resize(cap * kv_dim, f16::ZERO);
+        }
+        for v in &mut self.v {
+            let mut t = vec![f16::ZERO; kv_dim * cap];
+            for d in 0..kv_dim {
+                t[d * cap..d * cap + self.len].copy_from_slice(&v[d * self.cap..d * self.cap + self.len]);
+            }
+            *v = t;
+        }
+        self.cap = cap;
     }
 }
 
@@ -327,6 +347,7 @@ impl Model {
         Cache {
             k: vec![Vec::new(); self.cfg.layers],
             v: vec![Vec::new(); self.cfg.layers],
+            cap: 0,
             len: 0,
         }
     }
@@ -379,11 +400,7 @@ impl Model {
             next[s] += 1;
         }
         for (c, &len) in caches.iter_mut().zip(&next) {
-            let kv = len * self.kv_dim();
-            for l in 0..cfg.layers {
-                c.k[l].resize(kv, f16::ZERO);
-                c.v[l].resize(kv, f16::ZERO);
-            }
+            c.reserve(len, self.kv_dim());
         }
         // 1) embeddings (scaled for Gemma, plus learned positions for GPT-2).
         let c = cfg.embd;
@@ -492,12 +509,12 @@ impl Model {
         }
         for i in 0..n {
             let c = &mut caches[seqs[i]];
-            let at = pos[i] * kv_dim;
+            let (at, cap) = (pos[i] * kv_dim, c.cap);
             for (dst, src) in c.k[l][at..at + kv_dim].iter_mut().zip(&k[i * kv_dim..]) {
                 *dst = f16::from_f32(*src);
             }
-            for (dst, src) in c.v[l][at..at + kv_dim].iter_mut().zip(&v[i * kv_dim..]) {
-                *dst = f16::from_f32(*src);
+            for (d, src) in v[i * kv_dim..(i + 1) * kv_dim].iter().enumerate() {
+                c.v[l][d * cap + pos[i]] = f16::from_f32(*src);
             }
         }
         // Each (token, head) attends over its sequence's positions 0..=pos, with llama.cpp's
@@ -507,39 +524,44 @@ impl Model {
         let group = cfg.heads / cfg.kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
         let batched = n >= 2;
-        let dot = if batched { ggml::dot_f16_tiled } else { ggml::dot_f16 };
         let dst = Disjoint::new(&mut out);
         let caches: &[&mut Cache] = caches;
         pool.run(n * cfg.heads, &|task| {
             let (i, head) = (task / cfg.heads, task % cfg.heads);
             let kvh = head / group;
             let cache = &caches[seqs[i]];
-            let (keys, values) = (&cache.k[l], &cache.v[l]);
-            let mut qh = q[i * q_dim + head * hd..i * q_dim + (head + 1) * hd].to_vec();
-            ggml::round_f16(&mut qh);
+            let (keys, values, cap) = (&cache.k[l], &cache.v[l], cache.cap);
+            let qh: Vec<f16> = q[i * q_dim + head * hd..i * q_dim + (head + 1) * hd]
+                .iter()
+                .map(|&v| f16::from_f32(v))
+                .collect();
             let len = pos[i] + 1;
-            let mut key = vec![0f32; hd];
             let mut probs: Vec<f32> = (0..len)
                 .map(|p| {
-                    let k = &keys[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
-                    key.iter_mut().zip(k).for_each(|(d, s)| *d = s.to_f32());
-                    dot(&key, &qh) * scale
+                    let key = &keys[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
+                    let s = if batched {
+                        ggml::dot_f16_tiled_h(key, &qh)
+                    } else if hd % 64 == 0 {
+                        ggml::dot_f16_padded(key, &qh)
+                    } else {
+                        let f = |v: &[f16]| v.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
+                        ggml::dot_f16(&f(key), &f(&qh))
+                    };
+                    s * scale
                 })
                 .collect();
             ggml::softmax(&mut probs);
-            ggml::round_f16(&mut probs);
-            // llama.cpp's caches are padded to 256 positions; the padding adds exact zeros
-            // but decides which lanes sum which positions.
-            probs.resize(len.div_ceil(256) * 256, 0.0);
-            let mut column = vec![0f32; probs.len()];
+            let probs: Vec<f16> = probs.iter().map(|&p| f16::from_f32(p)).collect();
             // SAFETY: task (i, head) alone writes this head's slice of row i.
             #[allow(unsafe_code)]
             let o = unsafe { dst.part(i * q_dim + head * hd, hd) };
             for (d, o) in o.iter_mut().enumerate() {
-                for (p, c) in column.iter_mut().take(len).enumerate() {
-                    *c = values[p * kv_dim + kvh * hd + d].to_f32();
-                }
-                *o = dot(&column, &probs);
+                let column = &values[(kvh * hd + d) * cap..(kvh * hd + d) * cap + len];
+                *o = if batched {
+                    ggml::dot_f16_tiled_h(column, &probs)
+                } else {
+                    ggml::dot_f16_padded(column, &probs)
+                };
             }
         });
         Ok(out)

@@ -47,9 +47,7 @@ pub fn add_bias(x: &mut [f32], b: &[f32]) {
 
 /// `silu(gate) · up`, into `gate` (ggml's `ggml_vec_swiglu_f32`).
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    for (g, u) in gate.iter_mut().zip(up) {
-        *g = ggml::silu(*g) * u;
-    }
+    ggml::swiglu(gate, up);
 }
 
 /// GPT-2's GELU (tanh approximation), in place.
@@ -88,6 +86,13 @@ pub fn rope_angles(cfg: &RopeConfig, factors: Option<&[f32]>, pos: usize) -> Vec
 /// the products fused as GCC compiles ggml's `rotate_pairs`.
 pub fn rope(x: &mut [f32], head_dim: usize, cfg: &RopeConfig, angles: &[(f32, f32)]) {
     let half = cfg.dims / 2;
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::Isa::detect() == crate::quant::Isa::Avx512Vnni {
+        for head in x.chunks_exact_mut(head_dim) {
+            crate::quant::x86::rotate(head, angles, cfg.halves);
+        }
+        return;
+    }
     for head in x.chunks_exact_mut(head_dim) {
         for (i, &(c, s)) in angles.iter().enumerate() {
             let (a, b) = if cfg.halves { (i, i + half) } else { (2 * i, 2 * i + 1) };

@@ -7,6 +7,14 @@ use half::f16;
 
 use super::GgmlType;
 
+/// Rounds to the nearest integer, ties to even, for `|x| < 2²²` (ggml's `nearest_int`
+/// trick: adding 1.5·2²³ leaves no fraction bits, so the addition itself rounds).
+#[inline]
+fn round_even(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (x + MAGIC) - MAGIC
+}
+
 /// Which 8-bit format a weight type's dot product takes its activations in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ActKind {
@@ -75,7 +83,7 @@ impl Acts {
                     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
                     let mut sum = 0i32;
                     for (q, v) in qb.iter_mut().zip(xb) {
-                        *q = (v * id).round_ties_even() as i8;
+                        *q = round_even(v * id) as i8;
                         sum += *q as i32;
                     }
                     for k in 0..8 {
@@ -102,7 +110,7 @@ impl Acts {
                     }
                     let iscale = -127.0 / max;
                     for (q, v) in qb.iter_mut().zip(xb) {
-                        *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+                        *q = (round_even(iscale * v) as i32).min(127) as i8;
                     }
                     for k in 0..16 {
                         a.bsums[b * 16 + k] =

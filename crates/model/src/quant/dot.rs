@@ -60,6 +60,36 @@ pub fn dot(isa: Isa, t: GgmlType, w: &[u8], a: &ActRow<'_>) -> f32 {
     }
 }
 
+/// `w · a` for four rows of type `t` at once (the same values as four calls of [`dot`]).
+#[inline]
+pub fn dot4(isa: Isa, t: GgmlType, w: [&[u8]; 4], a: &ActRow<'_>) -> [f32; 4] {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => super::x86::dot4(t, w, a).unwrap_or_else(|| w.map(|r| super::x86::dot(t, r, a))),
+        _ => w.map(|r| dot_ref(t, r, a)),
+    }
+}
+
+/// Four rows of type `t` against four rows of activations: `out[r][c] = w[r] · a[c]`, each
+/// the same value as [`dot`] gives.
+#[inline]
+pub fn tile4(isa: Isa, t: GgmlType, w: [&[u8]; 4], a: [&ActRow<'_>; 4]) -> [[f32; 4]; 4] {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni
+        && let Some(v) = super::x86::tile4(t, w, a)
+    {
+        return v;
+    }
+    let mut out = [[0f32; 4]; 4];
+    for (c, ac) in a.iter().enumerate() {
+        let col = dot4(isa, t, w, ac);
+        for r in 0..4 {
+            out[r][c] = col[r];
+        }
+    }
+    out
+}
+
 /// The portable reference of [`dot`].
 pub fn dot_ref(t: GgmlType, w: &[u8], a: &ActRow<'_>) -> f32 {
     let mut sum = 0f32;

@@ -72,6 +72,32 @@ pub fn dot_f16_tiled(x: &[f32], y: &[f32]) -> f32 {
     reduce16(&acc)
 }
 
+/// [`dot_f16`] of f16 vectors that llama.cpp pads with zeros to a multiple of 64 (its cache
+/// length is a multiple of 256): the padding is added as zeros, never as an f64 tail.
+pub fn dot_f16_padded(x: &[f16], y: &[f16]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if super::Isa::detect() == super::Isa::Avx512Vnni {
+        return super::x86::dot_f16_padded(x, y);
+    }
+    let n = x.len().min(y.len()).div_ceil(64) * 64;
+    let pad = |v: &[f16]| {
+        let mut f: Vec<f32> = v.iter().map(|h| h.to_f32()).collect();
+        f.resize(n, 0.0);
+        f
+    };
+    dot_f16(&pad(x), &pad(y))
+}
+
+/// [`dot_f16_tiled`] of f16 vectors.
+pub fn dot_f16_tiled_h(x: &[f16], y: &[f16]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if super::Isa::detect() == super::Isa::Avx512Vnni {
+        return super::x86::dot_f16_tiled(x, y);
+    }
+    let f = |v: &[f16]| v.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
+    dot_f16_tiled(&f(x), &f(y))
+}
+
 /// Values rounded to f16, as `ggml_cpu_fp32_to_fp16` rounds them (to nearest, ties to even).
 pub fn round_f16(x: &mut [f32]) {
     for v in x {
@@ -130,10 +156,31 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + expf(0.0 - x))
 }
 
+/// `ggml_vec_swiglu_f32`: `gate ← silu(gate) · up`, sixteen values at a time with
+/// [`silu`], the rest with libm's `expf` as ggml's scalar tail does.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::Isa::detect() == super::Isa::Avx512Vnni {
+        return super::x86::swiglu(gate, up);
+    }
+    let n = gate.len().min(up.len());
+    let full = n / 16 * 16;
+    for k in 0..full {
+        gate[k] = silu(gate[k]) * up[k];
+    }
+    for k in full..n {
+        gate[k] = gate[k] / (1.0 + (-gate[k]).exp()) * up[k];
+    }
+}
+
 /// `ggml_vec_soft_max_f32` and the normalisation of `ggml_compute_forward_soft_max_f32`:
 /// `x` holds scaled, masked scores (masked ones `−∞`); sums every 16 with [`reduce16`] into
 /// an f64, then multiplies by `(float)(1.0 / sum)`.
 pub fn softmax(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::Isa::detect() == super::Isa::Avx512Vnni {
+        return super::x86::softmax(x);
+    }
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f64;
     for chunk in x.chunks_mut(16) {

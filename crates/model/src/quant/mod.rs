@@ -14,7 +14,7 @@ mod kquant;
 pub mod pool;
 mod types;
 #[cfg(target_arch = "x86_64")]
-mod x86;
+pub(crate) mod x86;
 
 use std::sync::Arc;
 
@@ -183,13 +183,48 @@ pub fn matmul_many(jobs: &mut [(&QMatrix, &Acts, &mut [f32])], pool: &pool::Pool
         let (j, r0, r1) = parts[t];
         let (w, acts, _) = &jobs[j];
         let (bytes, rb, rows) = (w.bytes(), w.row_bytes, w.rows);
-        for i in 0..acts.rows {
+        let row = |r: usize| &bytes[r * rb..(r + 1) * rb];
+        let out = &outs[j];
+        let mut i = 0;
+        // Four activation rows at a time: each weight block is unpacked once for four.
+        while i + 4 <= acts.rows {
+            let a = [acts.row(i), acts.row(i + 1), acts.row(i + 2), acts.row(i + 3)];
+            let mut r = r0;
+            while r + 4 <= r1 {
+                let v = dot::tile4(isa, w.dtype, [row(r), row(r + 1), row(r + 2), row(r + 3)], [&a[0], &a[1], &a[2], &a[3]]);
+                for (c, _) in a.iter().enumerate() {
+                    // SAFETY: this task alone writes columns `r0..r1` of every output row.
+                    #[allow(unsafe_code)]
+                    let o = unsafe { out.part((i + c) * rows + r, 4) };
+                    for k in 0..4 {
+                        o[k] = v[k][c];
+                    }
+                }
+                r += 4;
+            }
+            for r in r..r1 {
+                for (c, ac) in a.iter().enumerate() {
+                    // SAFETY: as above.
+                    #[allow(unsafe_code)]
+                    let o = unsafe { out.part((i + c) * rows + r, 1) };
+                    o[0] = dot::dot(isa, w.dtype, row(r), ac);
+                }
+            }
+            i += 4;
+        }
+        for i in i..acts.rows {
             let a = acts.row(i);
             // SAFETY: this task alone writes columns `r0..r1` of output row `i`.
             #[allow(unsafe_code)]
-            let o = unsafe { outs[j].part(i * rows + r0, r1 - r0) };
-            for (r, v) in (r0..r1).zip(o.iter_mut()) {
-                *v = dot::dot(isa, w.dtype, &bytes[r * rb..(r + 1) * rb], &a);
+            let o = unsafe { out.part(i * rows + r0, r1 - r0) };
+            let mut r = r0;
+            while r + 4 <= r1 {
+                let v = dot::dot4(isa, w.dtype, [row(r), row(r + 1), row(r + 2), row(r + 3)], &a);
+                o[r - r0..r - r0 + 4].copy_from_slice(&v);
+                r += 4;
+            }
+            for r in r..r1 {
+                o[r - r0] = dot::dot(isa, w.dtype, row(r), &a);
             }
         }
     });

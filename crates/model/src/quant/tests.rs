@@ -110,6 +110,53 @@ fn simd_kernels_equal_the_reference() {
 }
 
 #[test]
+fn four_row_kernels_equal_one_row_at_a_time_to_the_bit() {
+    let isa = Isa::detect();
+    for t in TYPES {
+        let cols = if t.block().0 == 256 { 512 } else { 576 };
+        let w = QMatrix::quantize(t, 4, cols, &random(4 * cols, 8)).unwrap();
+        let acts = Acts::quantize(w.act_kind(), &random(cols, 9), cols);
+        let a = acts.row(0);
+        let four = dot::dot4(isa, t, [w.row(0), w.row(1), w.row(2), w.row(3)], &a);
+        for r in 0..4 {
+            assert_eq!(four[r].to_bits(), dot::dot(isa, t, w.row(r), &a).to_bits(), "{t} row {r}");
+        }
+        let acts4 = Acts::quantize(w.act_kind(), &random(4 * cols, 12), cols);
+        let rows4 = [acts4.row(0), acts4.row(1), acts4.row(2), acts4.row(3)];
+        let tile = dot::tile4(isa, t, [w.row(0), w.row(1), w.row(2), w.row(3)], [&rows4[0], &rows4[1], &rows4[2], &rows4[3]]);
+        for r in 0..4 {
+            for c in 0..4 {
+                assert_eq!(tile[r][c].to_bits(), dot::dot(isa, t, w.row(r), &rows4[c]).to_bits(), "{t} tile {r},{c}");
+            }
+        }
+    }
+}
+
+#[test]
+fn f16_dot_kernels_equal_the_portable_ggml_order_to_the_bit() {
+    let isa = Isa::detect();
+    let x: Vec<half::f16> = random(300, 10).iter().map(|&v| half::f16::from_f32(v)).collect();
+    let y: Vec<half::f16> = random(300, 11).iter().map(|&v| half::f16::from_f32(v)).collect();
+    let f = |v: &[half::f16]| v.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
+    for n in [1usize, 15, 16, 17, 63, 64, 65, 128, 200, 256, 300] {
+        let (xf, yf) = (f(&x[..n]), f(&y[..n]));
+        let mut xp = xf.clone();
+        let mut yp = yf.clone();
+        xp.resize(n.div_ceil(64) * 64, 0.0);
+        yp.resize(n.div_ceil(64) * 64, 0.0);
+        let want = ggml::dot_f16(&xp, &yp);
+        let tiled = ggml::dot_f16_tiled(&xf, &yf);
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512Vnni {
+            assert_eq!(x86::dot_f16_padded(&x[..n], &y[..n]).to_bits(), want.to_bits(), "padded, n {n}");
+            assert_eq!(x86::dot_f16_tiled(&x[..n], &y[..n]).to_bits(), tiled.to_bits(), "tiled, n {n}");
+        }
+        let exact: f64 = xf.iter().zip(&yf).map(|(a, b)| *a as f64 * *b as f64).sum();
+        assert!((want as f64 - exact).abs() < 1e-4 && (tiled as f64 - exact).abs() < 1e-4);
+    }
+}
+
+#[test]
 fn parallel_matmul_equals_row_by_row_dots() {
     let pool = pool::Pool::new(3);
     for t in [GgmlType::Q4_1, GgmlType::Q6_K, GgmlType::F16] {

@@ -162,6 +162,356 @@ unsafe fn q4_1_exact(w: &[u8], a: &ActRow<'_>) -> f32 {
     hsum8(acc) + summs
 }
 
+/// [`q4_1_exact`] for four rows at once: the same operations per row, interleaved so that
+/// the four accumulation chains overlap.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+unsafe fn q4_1_exact4(w: [&[u8]; 4], a: &ActRow<'_>) -> [f32; 4] {
+    let nb = w[0].len() / 20;
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut summs = [0f32; 4];
+    let nib = _mm256_set1_epi8(0x0F);
+    for b in 0..nb {
+        // SAFETY: block `b` of each row is 20 bytes at `20 b` (the rows have equal lengths);
+        // its activations 32 bytes at `32 b`.
+        unsafe {
+            let qy = _mm256_loadu_si256(a.qs.as_ptr().add(32 * b) as *const __m256i);
+            let (d1, s1) = (a.d[b], a.s[b]);
+            for r in 0..4 {
+                let p = w[r].as_ptr().add(20 * b);
+                summs[r] = half(p.add(2)).mul_add(s1, summs[r]);
+                let d0d1 = _mm256_set1_ps(half(p) * d1);
+                let x = _mm_loadu_si128(p.add(4) as *const __m128i);
+                let qx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), nib);
+                let xy = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), qx, qy));
+                acc[r] = _mm256_fmadd_ps(d0d1, xy, acc[r]);
+            }
+        }
+    }
+    [
+        hsum8(acc[0]) + summs[0],
+        hsum8(acc[1]) + summs[1],
+        hsum8(acc[2]) + summs[2],
+        hsum8(acc[3]) + summs[3],
+    ]
+}
+
+/// [`q8_0_exact`] for four rows at once.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+unsafe fn q8_0_exact4(w: [&[u8]; 4], a: &ActRow<'_>) -> [f32; 4] {
+    let nb = w[0].len() / 34;
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for b in 0..nb {
+        // SAFETY: block `b` of each row is 34 bytes at `34 b`; its activations 32 bytes.
+        unsafe {
+            let qy = _mm256_loadu_si256(a.qs.as_ptr().add(32 * b) as *const __m256i);
+            let d1 = a.d[b];
+            for r in 0..4 {
+                let p = w[r].as_ptr().add(34 * b);
+                let d = _mm256_set1_ps(half(p) * d1);
+                let qx = _mm256_loadu_si256(p.add(2) as *const __m256i);
+                let ax = _mm256_sign_epi8(qx, qx);
+                let sy = _mm256_sign_epi8(qy, qx);
+                let q = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy));
+                acc[r] = _mm256_fmadd_ps(d, q, acc[r]);
+            }
+        }
+    }
+    [hsum8(acc[0]), hsum8(acc[1]), hsum8(acc[2]), hsum8(acc[3])]
+}
+
+/// [`q4_1_exact`] for four rows against four rows of activations: each weight block is
+/// unpacked once for the four activation rows; every (row, activation) pair goes through the
+/// same operations in the same order as the one-row kernel.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+unsafe fn q4_1_tile(w: [&[u8]; 4], a: [&ActRow<'_>; 4]) -> [[f32; 4]; 4] {
+    let nb = w[0].len() / 20;
+    let mut acc = [[_mm256_setzero_ps(); 4]; 4];
+    let mut summs = [[0f32; 4]; 4];
+    let nib = _mm256_set1_epi8(0x0F);
+    for b in 0..nb {
+        // SAFETY: block `b` of each row is 20 bytes at `20 b`; activations 32 bytes at `32 b`.
+        unsafe {
+            let mut qx = [_mm256_setzero_si256(); 4];
+            let mut d0 = [0f32; 4];
+            let mut m0 = [0f32; 4];
+            for r in 0..4 {
+                let p = w[r].as_ptr().add(20 * b);
+                d0[r] = half(p);
+                m0[r] = half(p.add(2));
+                let x = _mm_loadu_si128(p.add(4) as *const __m128i);
+                qx[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), nib);
+            }
+            for c in 0..4 {
+                let qy = _mm256_loadu_si256(a[c].qs.as_ptr().add(32 * b) as *const __m256i);
+                let (d1, s1) = (a[c].d[b], a[c].s[b]);
+                for r in 0..4 {
+                    summs[r][c] = m0[r].mul_add(s1, summs[r][c]);
+                    let d0d1 = _mm256_set1_ps(d0[r] * d1);
+                    let xy = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), qx[r], qy));
+                    acc[r][c] = _mm256_fmadd_ps(d0d1, xy, acc[r][c]);
+                }
+            }
+        }
+    }
+    let mut out = [[0f32; 4]; 4];
+    for r in 0..4 {
+        for c in 0..4 {
+            out[r][c] = hsum8(acc[r][c]) + summs[r][c];
+        }
+    }
+    out
+}
+
+/// [`q8_0_exact`] for four rows against four rows of activations.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+unsafe fn q8_0_tile(w: [&[u8]; 4], a: [&ActRow<'_>; 4]) -> [[f32; 4]; 4] {
+    let nb = w[0].len() / 34;
+    let mut acc = [[_mm256_setzero_ps(); 4]; 4];
+    for b in 0..nb {
+        // SAFETY: block `b` of each row is 34 bytes at `34 b`; activations 32 bytes at `32 b`.
+        unsafe {
+            let mut qx = [_mm256_setzero_si256(); 4];
+            let mut d0 = [0f32; 4];
+            for r in 0..4 {
+                let p = w[r].as_ptr().add(34 * b);
+                d0[r] = half(p);
+                qx[r] = _mm256_loadu_si256(p.add(2) as *const __m256i);
+            }
+            for c in 0..4 {
+                let qy = _mm256_loadu_si256(a[c].qs.as_ptr().add(32 * b) as *const __m256i);
+                let d1 = a[c].d[b];
+                for r in 0..4 {
+                    let d = _mm256_set1_ps(d0[r] * d1);
+                    let ax = _mm256_sign_epi8(qx[r], qx[r]);
+                    let sy = _mm256_sign_epi8(qy, qx[r]);
+                    let q = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy));
+                    acc[r][c] = _mm256_fmadd_ps(d, q, acc[r][c]);
+                }
+            }
+        }
+    }
+    let mut out = [[0f32; 4]; 4];
+    for r in 0..4 {
+        for c in 0..4 {
+            out[r][c] = hsum8(acc[r][c]);
+        }
+    }
+    out
+}
+
+/// Four rows of `t` against four rows of activations, when a tile kernel exists.
+pub fn tile4(t: GgmlType, w: [&[u8]; 4], a: [&ActRow<'_>; 4]) -> Option<[[f32; 4]; 4]> {
+    // SAFETY: as in `dot`.
+    unsafe {
+        match t {
+            GgmlType::Q4_1 => Some(q4_1_tile(w, a)),
+            GgmlType::Q8_0 => Some(q8_0_tile(w, a)),
+            _ => None,
+        }
+    }
+}
+
+/// Four rows of `t` against one row of activations, when a four-row kernel exists.
+pub fn dot4(t: GgmlType, w: [&[u8]; 4], a: &ActRow<'_>) -> Option<[f32; 4]> {
+    // SAFETY: as in `dot`.
+    unsafe {
+        match t {
+            GgmlType::Q4_1 => Some(q4_1_exact4(w, a)),
+            GgmlType::Q8_0 => Some(q8_0_exact4(w, a)),
+            _ => None,
+        }
+    }
+}
+
+/// GCC's `_mm512_reduce_add_ps` (see [`super::ggml::reduce16`]).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn reduce16(v: __m512) -> f32 {
+    let hi = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_setzero_pd(), _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1), 0));
+    let t = _mm256_add_ps(_mm512_castps512_ps256(hi), _mm512_castps512_ps256(v));
+    let u = _mm_add_ps(_mm256_extractf128_ps(t, 1), _mm256_castps256_ps128(t));
+    let w = _mm_add_ps(u, _mm_permute_ps(u, 0b01_00_11_10));
+    _mm_cvtss_f32(_mm_add_ss(w, _mm_shuffle_ps(w, w, 0x55)))
+}
+
+/// Sixteen f16 values from `p`, zeros past `valid` of them.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+unsafe fn load_f16(p: *const half::f16, valid: usize) -> __m512 {
+    // SAFETY: the caller guarantees `valid` readable values at `p`.
+    unsafe {
+        if valid >= 16 {
+            _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+        } else {
+            let m = ((1u32 << valid) - 1) as __mmask16;
+            _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p as *const i16))
+        }
+    }
+}
+
+/// `ggml_vec_dot_f16` of f16 vectors whose length llama.cpp pads to a multiple of 64 with
+/// zeros (see [`super::ggml::dot_f16`]).
+pub fn dot_f16_padded(x: &[half::f16], y: &[half::f16]) -> f32 {
+    // SAFETY: CPU features checked by `Isa::detect`; loads stay within `n` values.
+    unsafe { dot_f16_padded_avx(x, y) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+unsafe fn dot_f16_padded_avx(x: &[half::f16], y: &[half::f16]) -> f32 {
+    let n = x.len().min(y.len());
+    let mut sum = [_mm512_setzero_ps(); 4];
+    let mut i = 0;
+    while i < n {
+        for (j, s) in sum.iter_mut().enumerate() {
+            let at = i + 16 * j;
+            if at < n {
+                // SAFETY: `n − at` values remain.
+                let (a, b) = unsafe { (load_f16(x.as_ptr().add(at), n - at), load_f16(y.as_ptr().add(at), n - at)) };
+                *s = _mm512_fmadd_ps(a, b, *s);
+            }
+        }
+        i += 64;
+    }
+    let acc = _mm512_add_ps(_mm512_add_ps(sum[0], sum[2]), _mm512_add_ps(sum[1], sum[3]));
+    reduce16(acc)
+}
+
+/// tinyBLAS's f16 dot with one 16-lane accumulator (see [`super::ggml::dot_f16_tiled`]).
+pub fn dot_f16_tiled(x: &[half::f16], y: &[half::f16]) -> f32 {
+    // SAFETY: CPU features checked by `Isa::detect`; loads stay within `n` values.
+    unsafe { dot_f16_tiled_avx(x, y) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+unsafe fn dot_f16_tiled_avx(x: &[half::f16], y: &[half::f16]) -> f32 {
+    let n = x.len().min(y.len());
+    let mut acc = _mm512_setzero_ps();
+    let mut i = 0;
+    while i < n {
+        // SAFETY: `n − i` values remain.
+        let (a, b) = unsafe { (load_f16(x.as_ptr().add(i), n - i), load_f16(y.as_ptr().add(i), n - i)) };
+        acc = _mm512_fmadd_ps(a, b, acc);
+        i += 16;
+    }
+    reduce16(acc)
+}
+
+/// `ggml_v_expf` on 16 lanes (AVX-512), operation for operation.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn v_expf(x: __m512) -> __m512 {
+    let r = _mm512_set1_ps(f32::from_bits(0x4b40_0000));
+    let z = _mm512_fmadd_ps(x, _mm512_set1_ps(f32::from_bits(0x3fb8_aa3b)), r);
+    let n = _mm512_sub_ps(z, r);
+    let b = _mm512_fnmadd_ps(
+        n,
+        _mm512_set1_ps(f32::from_bits(0x35bf_be8e)),
+        _mm512_fnmadd_ps(n, _mm512_set1_ps(f32::from_bits(0x3f31_7200)), x),
+    );
+    let d = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_abs_ps(n), _mm512_set1_ps(192.0));
+    let u = _mm512_mul_ps(b, b);
+    let j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(
+            _mm512_fmadd_ps(_mm512_set1_ps(f32::from_bits(0x3c07_2010)), b, _mm512_set1_ps(f32::from_bits(0x3d2b_9f17))),
+            u,
+            _mm512_fmadd_ps(_mm512_set1_ps(f32::from_bits(0x3e2a_af33)), b, _mm512_set1_ps(f32::from_bits(0x3eff_fedb))),
+        ),
+        u,
+        _mm512_fmadd_ps(_mm512_set1_ps(f32::from_bits(0x3f7f_fff6)), b, _mm512_set1_ps(1.0)),
+    );
+    let res = _mm512_scalef_ps(j, n);
+    if d == 0 {
+        return res;
+    }
+    let zero = _mm512_setzero_ps();
+    let alt = _mm512_mask_blend_ps(
+        _mm512_cmp_ps_mask::<_CMP_LE_OQ>(n, zero),
+        _mm512_set1_ps(f32::INFINITY),
+        zero,
+    );
+    _mm512_mask_blend_ps(d, res, alt)
+}
+
+/// `ggml_vec_swiglu_f32`: `gate ← silu(gate) · up` sixteen at a time with `ggml_v_silu`,
+/// the rest with libm's `expf` as ggml's scalar tail does.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    // SAFETY: CPU features checked by `Isa::detect`; loads and stores stay in the slices.
+    unsafe { swiglu_avx(gate, up) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn swiglu_avx(gate: &mut [f32], up: &[f32]) {
+    let n = gate.len().min(up.len());
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: 16 values at `i` in both slices.
+        unsafe {
+            let x = _mm512_loadu_ps(gate.as_ptr().add(i));
+            let e = v_expf(_mm512_sub_ps(_mm512_setzero_ps(), x));
+            let silu = _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0), e));
+            _mm512_storeu_ps(gate.as_mut_ptr().add(i), _mm512_mul_ps(silu, _mm512_loadu_ps(up.as_ptr().add(i))));
+        }
+        i += 16;
+    }
+    for k in i..n {
+        gate[k] = gate[k] / (1.0 + (-gate[k]).exp()) * up[k];
+    }
+}
+
+/// [`super::ggml::softmax`] sixteen lanes at a time.
+pub fn softmax(x: &mut [f32]) {
+    // SAFETY: CPU features checked by `Isa::detect`; loads and stores stay in the slice.
+    unsafe { softmax_avx(x) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn softmax_avx(x: &mut [f32]) {
+    let n = x.len();
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    let mut i = 0;
+    while i < n {
+        let m = if n - i >= 16 { 0xFFFF } else { ((1u32 << (n - i)) - 1) as __mmask16 };
+        // SAFETY: `m` covers only the values left.
+        unsafe {
+            // Lanes past the end hold −∞, as llama.cpp's masked cache positions do.
+            let v = _mm512_mask_loadu_ps(_mm512_set1_ps(f32::NEG_INFINITY), m, x.as_ptr().add(i));
+            let e = v_expf(_mm512_sub_ps(v, _mm512_set1_ps(max)));
+            _mm512_mask_storeu_ps(x.as_mut_ptr().add(i), m, e);
+            sum += reduce16(e) as f64;
+        }
+        i += 16;
+    }
+    let inv = _mm512_set1_ps((1.0 / sum) as f32);
+    let mut i = 0;
+    while i < n {
+        let m = if n - i >= 16 { 0xFFFF } else { ((1u32 << (n - i)) - 1) as __mmask16 };
+        // SAFETY: as above.
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(m, x.as_ptr().add(i));
+            _mm512_mask_storeu_ps(x.as_mut_ptr().add(i), m, _mm512_mul_ps(v, inv));
+        }
+        i += 16;
+    }
+}
+
+/// RoPE's rotation of one head with hardware FMA (see `qlm::ops::rope`).
+pub fn rotate(head: &mut [f32], angles: &[(f32, f32)], halves: bool) {
+    // SAFETY: CPU features checked by `Isa::detect`.
+    unsafe { rotate_fma(head, angles, halves) }
+}
+
+#[target_feature(enable = "fma")]
+unsafe fn rotate_fma(head: &mut [f32], angles: &[(f32, f32)], halves: bool) {
+    let half = angles.len();
+    for (i, &(c, s)) in angles.iter().enumerate() {
+        let (a, b) = if halves { (i, i + half) } else { (2 * i, 2 * i + 1) };
+        let (x0, x1) = (head[a], head[b]);
+        head[a] = x0.mul_add(c, -(x1 * s));
+        head[b] = x0.mul_add(s, x1 * c);
+    }
+}
+
 /// `ggml_vec_dot_q8_0_q8_0` as ggml's AVX2 path computes it: `acc = fma(d·d', Σ₄ qa, acc)`
 /// over 8 lanes, then `hsum_float_8`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
