@@ -89,7 +89,7 @@ mod tests {
             assert!(m.starts_with("bad.gguf: "), "cut at {cut}: {m}");
         }
         assert!(message(bytes[..10].to_vec()).contains("truncated file"));
-        assert!(message(bytes[..bytes.len() - 20].to_vec()).contains("tensor b.weight"));
+        assert!(message(bytes[..end - 1].to_vec()).contains("tensor b.weight"));
     }
 
     #[test]
