@@ -33,8 +33,12 @@ enum Command {
     Generate(commands::model::GenerateArgs),
     /// Embed lines of text with a sentence-embedding model (JSON arrays out).
     Embed(commands::model::EmbedArgs),
-    /// Describe a model directory: architecture, parameters, dtypes, tokenizer.
+    /// Describe a model directory or GGUF file: architecture, parameters, types, tokenizer.
     Inspect(commands::model::InspectArgs),
+    /// Quantize a model directory or GGUF file to GGUF (q8_0, q4_k_m, q4_0, f16).
+    Quantize(commands::quantize::QuantizeArgs),
+    /// Export a GGUF decoder to the Hugging Face layout (f32).
+    Export(commands::export::ExportArgs),
     /// Train models: a decoder (lm) or an encoder (mlm).
     #[command(subcommand)]
     Train(commands::train::TrainCommand),
@@ -49,7 +53,8 @@ enum Command {
     /// Build, check and test dialog assistants (Rasa 3.x projects).
     #[command(subcommand)]
     Dialog(commands::dialog::DialogCommand),
-    /// Talk to a trained assistant in the terminal.
+    /// Talk in the terminal: to a chat model (`--model FILE.gguf` or a model directory), or to
+    /// a trained assistant (`--project DIR`).
     Chat(commands::dialog::ChatArgs),
     /// Serve models over an OpenAI-compatible HTTP API.
     Serve(commands::serve::ServeArgs),
@@ -88,6 +93,8 @@ fn main() -> ExitCode {
         Command::Generate(a) => commands::model::generate(a),
         Command::Embed(a) => commands::model::embed(a),
         Command::Inspect(a) => commands::model::inspect(a),
+        Command::Quantize(a) => commands::quantize::run(a),
+        Command::Export(a) => commands::export::run(a),
         Command::Train(c) => commands::train::run(c),
         Command::Eval(EvalCommand::Lm(a)) => commands::train::eval_lm(a),
         Command::Eval(EvalCommand::Classify(a)) => commands::classify::eval(a),

@@ -40,6 +40,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A chat template does not compile or render.
+    #[error("chat template {path}: {message}")]
+    Template {
+        /// Where the template came from.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The tokenizer failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod bert;
+pub mod chat;
 pub mod embed;
 mod error;
 pub mod fused;

@@ -42,7 +42,7 @@ use crate::engine::{Engine, EngineConfig, Event, Job, SubmitError, TokenLogprob}
 use crate::error::{ApiError, Error, Result};
 use crate::grammar::Grammars;
 use crate::metrics::{Metrics, ModelLabel, RouteLabels};
-use crate::template::{BUILTIN_STOPS, ChatTemplate};
+use duet_model::chat::{BUILTIN_STOPS, ChatTemplate};
 
 /// Everything `duet serve` is configured with.
 #[derive(Debug, Clone, Default)]
@@ -120,6 +120,17 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A chat template that does not compile, as a configuration error.
+fn template_err(e: duet_model::Error) -> Error {
+    match e {
+        duet_model::Error::Template { path, message } => Error::Template { path, message },
+        other => Error::Template {
+            path: "chat template".into(),
+            message: other.to_string(),
+        },
+    }
+}
+
 /// Loads every model of `cfg` and starts the engines.
 pub fn load(cfg: &ServeConfig) -> Result<Arc<AppState>> {
     if cfg.models.is_empty() {
@@ -168,11 +179,12 @@ pub fn load(cfg: &ServeConfig) -> Result<Arc<AppState>> {
                                     &format!("{}: tokenizer.chat_template", dir.display()),
                                     text(g.special.bos),
                                     text(g.special.eos),
-                                )?
+                                )
+                                .map_err(template_err)?
                             }
-                            None => ChatTemplate::builtin()?,
+                            None => ChatTemplate::builtin().map_err(template_err)?,
                         },
-                        None => ChatTemplate::load(dir)?,
+                        None => ChatTemplate::load(dir).map_err(template_err)?,
                     };
                     let mut stop_ids = loaded.stop_ids();
                     stop_ids.extend(

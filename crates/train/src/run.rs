@@ -147,25 +147,42 @@ pub fn train_mlm(
     Ok((outcome, trainer.step()))
 }
 
-/// Perplexity and bits per byte of a decoder on a split of token shards (or of a corpus,
-/// encoded with the model's tokenizer).
+/// Perplexity and bits per byte of a decoder (a model directory or a GGUF file) on a split of
+/// token shards (or of a corpus, encoded with the model's tokenizer). Windows are the model's
+/// context, or `context` tokens when that is smaller and not zero.
+#[allow(clippy::too_many_arguments)]
 pub fn eval_lm(
-    model_dir: &Path,
+    model_path: &Path,
     data: &crate::config::DataSection,
     scratch: &Path,
     split: duet_corpus::Split,
     batch: usize,
     max_batches: usize,
+    context: usize,
 ) -> Result<BTreeMap<String, f64>> {
     let dev = Device::Cpu;
-    let model = duet_model::load_gpt(model_dir, &dev)?;
+    let loaded = duet_model::lm::LoadedLm::load(model_path, &dev)?;
     let mut data = data.clone();
     if data.tokenizer.is_none() {
-        data.tokenizer = crate::tasks::lm::tokenizer_of(model_dir);
+        data.tokenizer = if loaded.gguf.is_some() {
+            // The tokenizer of a GGUF file lives in its metadata: write it out for encoding.
+            std::fs::create_dir_all(scratch).map_err(|e| Error::Config(format!("{}: {e}", scratch.display())))?;
+            let path = scratch.join("tokenizer.json");
+            loaded
+                .tokenizer
+                .save(&path, false)
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            Some(path)
+        } else {
+            crate::tasks::lm::tokenizer_of(model_path)
+        };
     }
     let tokens = data::prepare(&data, scratch)?;
     let stream = tokens.manifest.stream(&tokens.dir, split)?;
-    let t = model.config().max_position_embeddings;
+    let mut t = loaded.lm.context();
+    if context > 0 {
+        t = t.min(context);
+    }
     let batches = duet_tokenizer::batch::lm::eval_batches(
         &stream,
         batch,
@@ -185,10 +202,27 @@ pub fn eval_lm(
     }
     let (mut total, mut n) = (0f64, 0usize);
     for b in &batches {
-        let x = candle_core::Tensor::from_slice(&b.inputs, (b.batch, b.seq_len), &dev)?;
-        let y = candle_core::Tensor::from_slice(&b.targets, (b.batch, b.seq_len), &dev)?;
-        let loss = duet_model::gpt::lm_loss(&model.forward(&x, None, None)?, &y)?;
-        total += f64::from(loss.to_scalar::<f32>()?) * (b.batch * b.seq_len) as f64;
+        match &loaded.lm {
+            duet_model::lm::Lm::Candle(model) => {
+                let x = candle_core::Tensor::from_slice(&b.inputs, (b.batch, b.seq_len), &dev)?;
+                let y = candle_core::Tensor::from_slice(&b.targets, (b.batch, b.seq_len), &dev)?;
+                let loss = duet_model::gpt::lm_loss(&model.forward(&x, None, None)?, &y)?;
+                total += f64::from(loss.to_scalar::<f32>()?) * (b.batch * b.seq_len) as f64;
+            }
+            lm => {
+                let v = lm.vocab();
+                for r in 0..b.batch {
+                    let ids = &b.inputs[r * b.seq_len..(r + 1) * b.seq_len];
+                    let logits = lm.score(ids)?;
+                    for (p, &y) in b.targets[r * b.seq_len..(r + 1) * b.seq_len].iter().enumerate() {
+                        let row = &logits[p * v..(p + 1) * v];
+                        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        let lse = max as f64 + row.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln();
+                        total += lse - row[y as usize] as f64;
+                    }
+                }
+            }
+        }
         n += b.batch * b.seq_len;
     }
     let s = &tokens.manifest.splits[split.name()];

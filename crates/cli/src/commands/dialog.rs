@@ -173,17 +173,26 @@ pub struct ChatArgs {
     /// The Rasa 3.x project folder.
     #[arg(long, default_value = ".")]
     pub project: PathBuf,
-    /// The trained assistant (default: PROJECT/models/duet).
+    /// The trained assistant (default: PROJECT/models/duet), or a chat model — a GGUF file or
+    /// a decoder directory — to talk to directly.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// The conversation id.
     #[arg(long, default_value = "terminal")]
     pub sender: String,
+    /// Options of a chat with a model.
+    #[command(flatten)]
+    pub lm: crate::commands::chat::LmChatOptions,
 }
 
 /// Runs `duet chat`: talk to the assistant in the terminal (`/restart` starts over, `/quit` or
-/// end of input leaves).
+/// end of input leaves), or to a chat model when `--model` is one.
 pub fn chat(a: ChatArgs) -> Result<()> {
+    if let Some(m) = &a.model
+        && crate::commands::chat::is_chat_model(m)
+    {
+        return crate::commands::chat::run(m, &a.lm);
+    }
     let p = load(&a.project)?;
     let dir = a
         .model

@@ -11,12 +11,15 @@ macro_rules! say {
     }};
 }
 
+pub mod chat;
 pub mod classify;
 pub mod config;
 pub mod corpus;
 pub mod dialog;
+pub mod export;
 pub mod keywords;
 pub mod model;
+pub mod quantize;
 pub mod quickstart;
 pub mod serve;
 pub mod tokenizer;

@@ -69,7 +69,7 @@ pub struct EmbedArgs {
 /// Arguments of `duet inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A model directory.
+    /// A model directory or a GGUF file.
     #[arg(long)]
     pub model: PathBuf,
 }
@@ -254,8 +254,89 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
     Ok(())
 }
 
-/// Describes a model directory.
+/// Describes a GGUF file: architecture, shape, the mix of tensor types, size, context, chat
+/// template and tokenizer.
+fn inspect_gguf(path: &std::path::Path) -> Result<()> {
+    let f = duet_model::gguf::GgufFile::open(path)?;
+    let cfg = duet_model::qlm::Config::from_gguf(&f)?;
+    let md = &f.metadata;
+    say!("model:        {} (GGUF v{})", path.display(), f.version);
+    if let Some(n) = md.get("general.name").and_then(|v| v.as_str()) {
+        say!("name:         {n}");
+    }
+    say!("architecture: {} decoder", cfg.arch.name());
+    say!(
+        "shape:        {} layers, {} hidden, {} heads ({} key/value, width {}), mlp {}, context {}, vocab {}",
+        cfg.layers, cfg.embd, cfg.heads, cfg.kv_heads, cfg.head_dim, cfg.ff, cfg.context, cfg.vocab
+    );
+    if let Some(r) = &cfg.rope {
+        say!(
+            "rope:         base {}, {} dims, {}",
+            r.base,
+            r.dims,
+            if r.halves { "halves (neox)" } else { "adjacent pairs" }
+        );
+    }
+    let mut mix: std::collections::BTreeMap<String, (usize, usize, usize)> = Default::default();
+    let mut params = 0usize;
+    for t in &f.tensors {
+        let e = mix.entry(t.dtype.name()).or_default();
+        e.0 += 1;
+        e.1 += t.elements();
+        e.2 += t.size;
+        params += t.elements();
+    }
+    say!(
+        "parameters:   {params} ({:.1} M) in {} tensors, {:.1} MB of weights ({:.2} bits a weight)",
+        params as f64 / 1e6,
+        f.tensors.len(),
+        f.data_bytes() as f64 / 1e6,
+        f.data_bytes() as f64 * 8.0 / params.max(1) as f64
+    );
+    say!(
+        "types:        {}",
+        mix.iter()
+            .map(|(t, (n, _, b))| format!("{t} ×{n} ({:.1} MB)", *b as f64 / 1e6))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Some(ft) = md.get("general.file_type").and_then(|v| v.as_u64()) {
+        say!("file type:    {ft} (llama.cpp's llama_ftype)");
+    }
+    let tok = duet_model::gguf::tokenizer::from_metadata(md);
+    let special = duet_model::gguf::tokenizer::special_tokens(md)?;
+    match &tok {
+        Ok(t) => {
+            let name = |id: Option<u32>| id.and_then(|i| t.id_to_token(i)).unwrap_or_else(|| "-".into());
+            say!(
+                "tokenizer:    {} tokens, {} (pre-tokenizer {}), BOS {} {}, EOS {}, end of generation {:?}",
+                t.get_vocab_size(true),
+                md.get("tokenizer.ggml.model").and_then(|v| v.as_str()).unwrap_or("?"),
+                md.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default"),
+                name(special.bos),
+                if special.add_bos { "(added)" } else { "(not added)" },
+                name(special.eos),
+                special.end_of_generation
+            );
+        }
+        Err(e) => say!("tokenizer:    unusable ({e})"),
+    }
+    match md.get("tokenizer.chat_template").and_then(|v| v.as_str()) {
+        Some(t) => say!(
+            "chat template: {} characters: {}",
+            t.len(),
+            t.chars().take(100).collect::<String>().replace('\n', "\\n")
+        ),
+        None => say!("chat template: none (duet uses its built-in one)"),
+    }
+    Ok(())
+}
+
+/// Describes a model directory or a GGUF file.
 pub fn inspect(a: InspectArgs) -> Result<()> {
+    if duet_model::lm::is_gguf(&a.model) {
+        return inspect_gguf(&a.model);
+    }
     let dev = candle_core::Device::Cpu;
     let dir = &a.model;
     let kind = duet_model::model_kind(dir)?;

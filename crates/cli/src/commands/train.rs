@@ -58,7 +58,7 @@ pub struct LmArgs {
 /// Arguments of `duet eval lm`.
 #[derive(Debug, Args)]
 pub struct EvalLmArgs {
-    /// A decoder model directory.
+    /// A decoder model directory or a GGUF file.
     #[arg(long)]
     pub model: PathBuf,
     /// Token shards, or a corpus directory (encoded with the model's tokenizer).
@@ -73,6 +73,9 @@ pub struct EvalLmArgs {
     /// Most batches (0: the whole split).
     #[arg(long, default_value_t = 0)]
     pub max_batches: usize,
+    /// Tokens per window (0: the model's whole context).
+    #[arg(long, default_value_t = 0)]
+    pub context: usize,
 }
 
 /// The overrides the flags stand for, before the generic `--set` ones.
@@ -200,6 +203,7 @@ pub fn eval_lm(a: EvalLmArgs) -> Result<()> {
         split,
         a.batch_size,
         a.max_batches,
+        a.context,
     );
     let _ = std::fs::remove_dir_all(&scratch);
     let m = m?;

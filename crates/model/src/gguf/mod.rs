@@ -9,6 +9,8 @@
 //! - [`write`] writes a GGUF file (v3) from metadata and tensor blobs.
 //! - [`tokenizer`] builds a `tokenizers::Tokenizer` from `tokenizer.ggml.*`.
 
+pub mod convert;
+pub mod quantize;
 mod read;
 pub mod tokenizer;
 mod value;

@@ -320,17 +320,42 @@ pub struct SpecialTokens {
     pub end_of_generation: Vec<u32>,
 }
 
-/// Names of control tokens that end a turn in the chat formats llama.cpp knows.
+/// Tokens llama.cpp ends a generation at by their text (`llama-vocab.cpp`): end-of-turn
+/// markers of the chat formats it knows, and the fill-in-the-middle pad, repository and file
+/// separators.
 const EOG_NAMES: &[&str] = &[
     "<|eot_id|>",
     "<|im_end|>",
     "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
     "<end_of_turn>",
     "<|endoftext|>",
+    "</s>",
     "<|eom_id|>",
     "<EOT>",
-    "</s>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
     "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<｜end▁of▁sentence｜>",
+    "<|fim_pad|>",
+    "<fim-pad>",
+    "<fim_pad>",
+    "<PAD>",
+    "[PAD]",
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+    "<|file_sep|>",
 ];
 
 /// The special tokens of `md`'s vocabulary.
@@ -346,14 +371,10 @@ pub fn special_tokens(md: &Metadata) -> Result<SpecialTokens> {
         .map_err(|e| tok_err(e.to_string()))?
         .unwrap_or(model == Some("llama"));
     let mut eog: Vec<u32> = [eos, eot, eom].into_iter().flatten().collect();
+    eog.dedup();
     if let Some(tokens) = md.opt_strings("tokenizer.ggml.tokens").map_err(|e| tok_err(e.to_string()))? {
-        let types = md.get("tokenizer.ggml.token_type").and_then(|v| v.as_array());
         for (i, t) in tokens.iter().enumerate() {
-            let control = types
-                .and_then(|ty| ty.get(i))
-                .and_then(|v| v.as_i64())
-                .is_some_and(|c| matches!(TokenType::from_code(c), TokenType::Control | TokenType::UserDefined));
-            if control && EOG_NAMES.contains(t) && !eog.contains(&(i as u32)) {
+            if EOG_NAMES.contains(t) && !eog.contains(&(i as u32)) {
                 eog.push(i as u32);
             }
         }

@@ -1,4 +1,5 @@
-//! Chat templates: the model's own Jinja template (`chat_template.jinja`, as `transformers` 5
+//! Chat templates (shared by `duet serve`, `duet chat` and training on chats, so that what a
+//! model is trained on and what it is served with cannot disagree): the model's own Jinja template (`chat_template.jinja`, as `transformers` 5
 //! saves it, or `chat_template` in `tokenizer_config.json`), rendered with `minijinja` and
 //! Python-compatible string methods; a plain built-in template for models without one.
 
@@ -6,7 +7,7 @@ use std::path::Path;
 
 use minijinja::{Environment, ErrorKind, Value, context};
 
-use crate::error::{Error, Result};
+use crate::{Error, Result};
 
 /// The template of models that bring none: one `role: content` line per message, then
 /// `assistant:`. Generation stops where the model starts the user's next line.
