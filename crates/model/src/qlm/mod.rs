@@ -63,15 +63,78 @@ struct Layer {
     ffn: Ffn,
 }
 
-/// One sequence's keys and values for every layer, in f16. Keys are stored a position at a
-/// time; values transposed (each value dimension's positions contiguous), as llama.cpp
-/// stores them, so that attention reads both in order.
-#[derive(Debug, Clone, Default)]
+/// The element type of a key/value cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvType {
+    /// Half precision, llama.cpp's default: half the memory.
+    #[default]
+    F16,
+    /// Single precision (llama.cpp's `--cache-type-k f32`): what `transformers` computes.
+    F32,
+}
+
+/// One layer's keys or values in the cache's element type.
+#[derive(Debug, Clone)]
+enum KvVec {
+    F16(Vec<f16>),
+    F32(Vec<f32>),
+}
+
+impl KvVec {
+    fn new(t: KvType) -> Self {
+        match t {
+            KvType::F16 => Self::F16(Vec::new()),
+            KvType::F32 => Self::F32(Vec::new()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::F16(v) => v.len(),
+            Self::F32(v) => v.len(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Self::F16(v) => v.capacity() * 2,
+            Self::F32(v) => v.capacity() * 4,
+        }
+    }
+
+    fn set(&mut self, i: usize, x: f32) {
+        match self {
+            Self::F16(v) => v[i] = f16::from_f32(x),
+            Self::F32(v) => v[i] = x,
+        }
+    }
+
+    /// Resized to `len` values, keeping `keep` runs of `run` values that start at multiples
+    /// of `old_stride` and move to multiples of `new_stride` (a transposed cache's rows).
+    fn regrid(&mut self, len: usize, runs: usize, run: usize, old_stride: usize, new_stride: usize) {
+        fn go<T: Copy + Default>(v: &mut Vec<T>, len: usize, runs: usize, run: usize, os: usize, ns: usize) {
+            let mut t = vec![T::default(); len];
+            for r in 0..runs {
+                t[r * ns..r * ns + run].copy_from_slice(&v[r * os..r * os + run]);
+            }
+            *v = t;
+        }
+        match self {
+            Self::F16(v) => go(v, len, runs, run, old_stride, new_stride),
+            Self::F32(v) => go(v, len, runs, run, old_stride, new_stride),
+        }
+    }
+}
+
+/// One sequence's keys and values for every layer. Keys are stored a position at a time;
+/// values transposed (each value dimension's positions contiguous), as llama.cpp stores
+/// them, so that attention reads both in order.
+#[derive(Debug, Clone)]
 pub struct Cache {
     /// Per layer: `cap × kv_dim` keys.
-    k: Vec<Vec<f16>>,
+    k: Vec<KvVec>,
     /// Per layer: `kv_dim × cap` values.
-    v: Vec<Vec<f16>>,
+    v: Vec<KvVec>,
     /// Positions allocated.
     cap: usize,
     len: usize,
@@ -95,7 +158,7 @@ impl Cache {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.k.iter().chain(&self.v).map(|l| l.capacity() * 2).sum()
+        self.k.iter().chain(&self.v).map(KvVec::bytes).sum()
     }
 
     /// Makes room for `len` positions (in steps of 256, as llama.cpp pads its caches).
@@ -105,14 +168,11 @@ impl Cache {
         }
         let cap = len.max(2 * self.cap).div_ceil(256) * 256;
         for k in &mut self.k {
-            k.resize(cap * kv_dim, f16::ZERO);
+            let n = k.len();
+            k.regrid(cap * kv_dim, 1, n, 0, 0);
         }
         for v in &mut self.v {
-            let mut t = vec![f16::ZERO; kv_dim * cap];
-            for d in 0..kv_dim {
-                t[d * cap..d * cap + self.len].copy_from_slice(&v[d * self.cap..d * self.cap + self.len]);
-            }
-            *v = t;
+            v.regrid(kv_dim * cap, kv_dim, self.len, self.cap, cap);
         }
         self.cap = cap;
     }
@@ -130,6 +190,7 @@ pub struct Model {
     /// Llama 3's per-pair RoPE divisors (`rope_freqs.weight`).
     rope_factors: Option<Vec<f32>>,
     max_context: usize,
+    kv_type: KvType,
 }
 
 /// Finds tensors of a file by name and checks their shapes.
@@ -292,6 +353,7 @@ impl Model {
             output,
             rope_factors,
             max_context,
+            kv_type: KvType::F16,
         })
     }
 
@@ -345,11 +407,21 @@ impl Model {
     /// An empty cache for one sequence.
     pub fn new_cache(&self) -> Cache {
         Cache {
-            k: vec![Vec::new(); self.cfg.layers],
-            v: vec![Vec::new(); self.cfg.layers],
+            k: vec![KvVec::new(self.kv_type); self.cfg.layers],
+            v: vec![KvVec::new(self.kv_type); self.cfg.layers],
             cap: 0,
             len: 0,
         }
+    }
+
+    /// The element type of new caches.
+    pub fn kv_type(&self) -> KvType {
+        self.kv_type
+    }
+
+    /// Sets the element type of new caches.
+    pub fn set_kv_type(&mut self, t: KvType) {
+        self.kv_type = t;
     }
 
     /// Width of the keys (and values) of one position.
@@ -510,11 +582,11 @@ impl Model {
         for i in 0..n {
             let c = &mut caches[seqs[i]];
             let (at, cap) = (pos[i] * kv_dim, c.cap);
-            for (dst, src) in c.k[l][at..at + kv_dim].iter_mut().zip(&k[i * kv_dim..]) {
-                *dst = f16::from_f32(*src);
+            for (d, &x) in k[i * kv_dim..(i + 1) * kv_dim].iter().enumerate() {
+                c.k[l].set(at + d, x);
             }
-            for (d, src) in v[i * kv_dim..(i + 1) * kv_dim].iter().enumerate() {
-                c.v[l][d * cap + pos[i]] = f16::from_f32(*src);
+            for (d, &x) in v[i * kv_dim..(i + 1) * kv_dim].iter().enumerate() {
+                c.v[l].set(d * cap + pos[i], x);
             }
         }
         // Each (token, head) attends over its sequence's positions 0..=pos, with llama.cpp's
@@ -530,38 +602,62 @@ impl Model {
             let (i, head) = (task / cfg.heads, task % cfg.heads);
             let kvh = head / group;
             let cache = &caches[seqs[i]];
-            let (keys, values, cap) = (&cache.k[l], &cache.v[l], cache.cap);
-            let qh: Vec<f16> = q[i * q_dim + head * hd..i * q_dim + (head + 1) * hd]
-                .iter()
-                .map(|&v| f16::from_f32(v))
-                .collect();
-            let len = pos[i] + 1;
-            let mut probs: Vec<f32> = (0..len)
-                .map(|p| {
-                    let key = &keys[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
-                    let s = if batched {
-                        ggml::dot_f16_tiled_h(key, &qh)
-                    } else if hd % 64 == 0 {
-                        ggml::dot_f16_padded(key, &qh)
-                    } else {
-                        let f = |v: &[f16]| v.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
-                        ggml::dot_f16(&f(key), &f(&qh))
-                    };
-                    s * scale
-                })
-                .collect();
-            ggml::softmax(&mut probs);
-            let probs: Vec<f16> = probs.iter().map(|&p| f16::from_f32(p)).collect();
+            let (len, cap) = (pos[i] + 1, cache.cap);
+            let query = &q[i * q_dim + head * hd..i * q_dim + (head + 1) * hd];
             // SAFETY: task (i, head) alone writes this head's slice of row i.
             #[allow(unsafe_code)]
             let o = unsafe { dst.part(i * q_dim + head * hd, hd) };
-            for (d, o) in o.iter_mut().enumerate() {
-                let column = &values[(kvh * hd + d) * cap..(kvh * hd + d) * cap + len];
-                *o = if batched {
-                    ggml::dot_f16_tiled_h(column, &probs)
-                } else {
-                    ggml::dot_f16_padded(column, &probs)
-                };
+            match (&cache.k[l], &cache.v[l]) {
+                (KvVec::F16(keys), KvVec::F16(values)) => {
+                    let qh: Vec<f16> = query.iter().map(|&v| f16::from_f32(v)).collect();
+                    let mut probs: Vec<f32> = (0..len)
+                        .map(|p| {
+                            let key = &keys[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
+                            let s = if batched {
+                                ggml::dot_f16_tiled_h(key, &qh)
+                            } else if hd % 64 == 0 {
+                                ggml::dot_f16_padded(key, &qh)
+                            } else {
+                                let f = |v: &[f16]| v.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
+                                ggml::dot_f16(&f(key), &f(&qh))
+                            };
+                            s * scale
+                        })
+                        .collect();
+                    ggml::softmax(&mut probs);
+                    let probs: Vec<f16> = probs.iter().map(|&p| f16::from_f32(p)).collect();
+                    for (d, o) in o.iter_mut().enumerate() {
+                        let column = &values[(kvh * hd + d) * cap..(kvh * hd + d) * cap + len];
+                        *o = if batched {
+                            ggml::dot_f16_tiled_h(column, &probs)
+                        } else {
+                            ggml::dot_f16_padded(column, &probs)
+                        };
+                    }
+                }
+                (KvVec::F32(keys), KvVec::F32(values)) => {
+                    // f32 caches: ggml_vec_dot_f32 for one token, tinyBLAS for a batch; no
+                    // rounding to f16.
+                    let dot = |x: &[f32], y: &[f32]| {
+                        if batched {
+                            ggml::dot_f16_tiled(x, y)
+                        } else {
+                            ggml::dot_f16(x, y)
+                        }
+                    };
+                    let mut probs: Vec<f32> = (0..len)
+                        .map(|p| dot(&keys[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd], query) * scale)
+                        .collect();
+                    ggml::softmax(&mut probs);
+                    let padded = if batched { len } else { len.div_ceil(64) * 64 };
+                    probs.resize(padded, 0.0);
+                    let mut column = vec![0f32; padded];
+                    for (d, o) in o.iter_mut().enumerate() {
+                        column[..len].copy_from_slice(&values[(kvh * hd + d) * cap..(kvh * hd + d) * cap + len]);
+                        *o = dot(&column, &probs);
+                    }
+                }
+                _ => unreachable!("a cache's keys and values share one element type"),
             }
         });
         Ok(out)

@@ -219,6 +219,14 @@ pub fn matmul_many(jobs: &mut [(&QMatrix, &Acts, &mut [f32])], pool: &pool::Pool
             let o = unsafe { out.part(i * rows + r0, r1 - r0) };
             let mut r = r0;
             while r + 4 <= r1 {
+                // Decoding streams every weight once: ask for the next rows while these run.
+                #[cfg(target_arch = "x86_64")]
+                {
+                    let ahead: usize = std::env::var("PF").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+                    if isa == Isa::Avx512Vnni && ahead > 0 && r + ahead + 4 <= rows {
+                        x86::prefetch(&bytes[(r + ahead) * rb..(r + ahead + 4) * rb]);
+                    }
+                }
                 let v = dot::dot4(isa, w.dtype, [row(r), row(r + 1), row(r + 2), row(r + 3)], &a);
                 o[r - r0..r - r0 + 4].copy_from_slice(&v);
                 r += 4;

@@ -13,8 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-/// Spins of an idle worker before it sleeps (a few hundred microseconds).
-const SPINS: u32 = 1 << 17;
+/// Spins of an idle worker before it starts yielding its core (tens of microseconds).
+const SPINS: u32 = 1 << 12;
+/// Yields of an idle worker before it sleeps (a millisecond or so on an idle machine; on a
+/// busy one, yielding lets the other processes run instead of our spinning).
+const YIELDS: u32 = 1 << 11;
 
 type Task = dyn Fn(usize) + Sync;
 
@@ -137,8 +140,15 @@ impl Pool {
         // A panic here must not unwind past the workers still running `f`.
         let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_tasks(s, n, f)));
         for slot in &s.slots {
+            let mut spins = 0u32;
             while slot.ack.load(Ordering::Acquire) != g {
-                std::hint::spin_loop();
+                spins += 1;
+                if spins < SPINS {
+                    std::hint::spin_loop();
+                } else {
+                    // The worker was descheduled: let it (or whoever holds the core) run.
+                    std::thread::yield_now();
+                }
             }
         }
         if let Err(p) = mine {
@@ -176,6 +186,10 @@ fn worker(s: &Shared, k: usize) {
             spins += 1;
             if spins < SPINS {
                 std::hint::spin_loop();
+                continue;
+            }
+            if spins < SPINS + YIELDS {
+                std::thread::yield_now();
                 continue;
             }
             let guard = s.lock.lock().unwrap_or_else(|e| e.into_inner());

@@ -162,61 +162,98 @@ unsafe fn q4_1_exact(w: &[u8], a: &ActRow<'_>) -> f32 {
     hsum8(acc) + summs
 }
 
-/// [`q4_1_exact`] for four rows at once: the same operations per row, interleaved so that
-/// the four accumulation chains overlap.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+/// Two rows' 8-lane accumulators side by side in one 512-bit register: lanes 0–7 hold row A's,
+/// lanes 8–15 row B's. Every lane goes through the same operations as in the one-row kernel,
+/// so each half sums to the same value; the halves are reduced apart at the end.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn halves(v: __m512) -> (__m256, __m256) {
+    (_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
+}
+
+/// `d` (f16) and the following f16 (`m` or nothing) of a block, as f32.
+#[inline]
+#[target_feature(enable = "f16c")]
+unsafe fn half2(p: *const u8) -> (f32, f32) {
+    // SAFETY: the caller points at four readable bytes.
+    let bits = unsafe { (p as *const u32).read_unaligned() };
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+    (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
+}
+
+/// Nibbles of two 16-byte blocks as `[lo A | hi A | lo B | hi B]` (values 0–31 of each).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+unsafe fn nibbles2(a: *const u8, b: *const u8) -> __m512i {
+    // SAFETY: the caller points at 16 readable bytes each.
+    let x = unsafe { _mm256_loadu2_m128i(b as *const __m128i, a as *const __m128i) };
+    let nib = _mm256_set1_epi8(0x0F);
+    let lo = _mm256_and_si256(x, nib);
+    let hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), nib);
+    let v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    _mm512_shuffle_i64x2(v, v, 0b11_01_10_00)
+}
+
+/// [`q4_1_exact`] for four rows at once, two rows per 512-bit register.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn q4_1_exact4(w: [&[u8]; 4], a: &ActRow<'_>) -> [f32; 4] {
     let nb = w[0].len() / 20;
-    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut acc = [_mm512_setzero_ps(); 2];
     let mut summs = [0f32; 4];
-    let nib = _mm256_set1_epi8(0x0F);
     for b in 0..nb {
         // SAFETY: block `b` of each row is 20 bytes at `20 b` (the rows have equal lengths);
         // its activations 32 bytes at `32 b`.
         unsafe {
-            let qy = _mm256_loadu_si256(a.qs.as_ptr().add(32 * b) as *const __m256i);
+            let y = _mm256_loadu_si256(a.qs.as_ptr().add(32 * b) as *const __m256i);
+            let qy = _mm512_inserti64x4(_mm512_castsi256_si512(y), y, 1);
             let (d1, s1) = (a.d[b], a.s[b]);
-            for r in 0..4 {
-                let p = w[r].as_ptr().add(20 * b);
-                summs[r] = half(p.add(2)).mul_add(s1, summs[r]);
-                let d0d1 = _mm256_set1_ps(half(p) * d1);
-                let x = _mm_loadu_si128(p.add(4) as *const __m128i);
-                let qx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), nib);
-                let xy = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), qx, qy));
-                acc[r] = _mm256_fmadd_ps(d0d1, xy, acc[r]);
+            for pair in 0..2 {
+                let (ra, rb) = (2 * pair, 2 * pair + 1);
+                let (pa, pb) = (w[ra].as_ptr().add(20 * b), w[rb].as_ptr().add(20 * b));
+                let (da, ma) = half2(pa);
+                let (db, mb) = half2(pb);
+                summs[ra] = ma.mul_add(s1, summs[ra]);
+                summs[rb] = mb.mul_add(s1, summs[rb]);
+                let scale = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(da * d1), _mm512_set1_ps(db * d1));
+                let qx = nibbles2(pa.add(4), pb.add(4));
+                let xy = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qx, qy));
+                acc[pair] = _mm512_fmadd_ps(scale, xy, acc[pair]);
             }
         }
     }
-    [
-        hsum8(acc[0]) + summs[0],
-        hsum8(acc[1]) + summs[1],
-        hsum8(acc[2]) + summs[2],
-        hsum8(acc[3]) + summs[3],
-    ]
+    let (a0, a1) = halves(acc[0]);
+    let (a2, a3) = halves(acc[1]);
+    [hsum8(a0) + summs[0], hsum8(a1) + summs[1], hsum8(a2) + summs[2], hsum8(a3) + summs[3]]
 }
 
-/// [`q8_0_exact`] for four rows at once.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+/// [`q8_0_exact`] for four rows at once, two rows per 512-bit register.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn q8_0_exact4(w: [&[u8]; 4], a: &ActRow<'_>) -> [f32; 4] {
     let nb = w[0].len() / 34;
-    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut acc = [_mm512_setzero_ps(); 2];
     for b in 0..nb {
         // SAFETY: block `b` of each row is 34 bytes at `34 b`; its activations 32 bytes.
         unsafe {
-            let qy = _mm256_loadu_si256(a.qs.as_ptr().add(32 * b) as *const __m256i);
+            let y = _mm256_loadu_si256(a.qs.as_ptr().add(32 * b) as *const __m256i);
+            let qy = _mm512_inserti64x4(_mm512_castsi256_si512(y), y, 1);
             let d1 = a.d[b];
-            for r in 0..4 {
-                let p = w[r].as_ptr().add(34 * b);
-                let d = _mm256_set1_ps(half(p) * d1);
-                let qx = _mm256_loadu_si256(p.add(2) as *const __m256i);
-                let ax = _mm256_sign_epi8(qx, qx);
-                let sy = _mm256_sign_epi8(qy, qx);
-                let q = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy));
-                acc[r] = _mm256_fmadd_ps(d, q, acc[r]);
+            for pair in 0..2 {
+                let (pa, pb) = (w[2 * pair].as_ptr().add(34 * b), w[2 * pair + 1].as_ptr().add(34 * b));
+                let scale = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(half(pa) * d1), _mm512_set1_ps(half(pb) * d1));
+                let xa = _mm256_loadu_si256(pa.add(2) as *const __m256i);
+                let xb = _mm256_loadu_si256(pb.add(2) as *const __m256i);
+                let qx = _mm512_inserti64x4(_mm512_castsi256_si512(xa), xb, 1);
+                // |x| and y with x's sign: the unsigned operand vpdpbusd wants.
+                let ax = _mm512_abs_epi8(qx);
+                let sy = _mm512_mask_sub_epi8(qy, _mm512_movepi8_mask(qx), _mm512_setzero_si512(), qy);
+                let q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, sy));
+                acc[pair] = _mm512_fmadd_ps(scale, q, acc[pair]);
             }
         }
     }
-    [hsum8(acc[0]), hsum8(acc[1]), hsum8(acc[2]), hsum8(acc[3])]
+    let (a0, a1) = halves(acc[0]);
+    let (a2, a3) = halves(acc[1]);
+    [hsum8(a0), hsum8(a1), hsum8(a2), hsum8(a3)]
 }
 
 /// [`q4_1_exact`] for four rows against four rows of activations: each weight block is
@@ -320,6 +357,16 @@ pub fn dot4(t: GgmlType, w: [&[u8]; 4], a: &ActRow<'_>) -> Option<[f32; 4]> {
             GgmlType::Q8_0 => Some(q8_0_exact4(w, a)),
             _ => None,
         }
+    }
+}
+
+/// Asks the CPU to bring `bytes` into the cache ahead of use (one hint per 64-byte line).
+pub fn prefetch(bytes: &[u8]) {
+    let mut off = 0;
+    while off < bytes.len() {
+        // SAFETY: prefetching is a hint that never faults; the address is inside the slice.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().add(off) as *const i8) };
+        off += 64;
     }
 }
 
