@@ -318,17 +318,18 @@ pub struct NluItem {
     pub examples: Option<String>,
 }
 
-/// A training-data file: any of `nlu:`, `stories:`, `rules:`.
+/// A training-data file: any of `nlu:`, `stories:`, `rules:` (a key with nothing under it
+/// is an empty list).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct DataFile {
     /// NLU data.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_empty")]
     pub nlu: Vec<NluItem>,
     /// Stories.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_empty")]
     pub stories: Vec<Story>,
     /// Rules.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_empty")]
     pub rules: Vec<Rule>,
     /// Everything else.
     #[serde(flatten)]
@@ -363,6 +364,27 @@ impl Config {
     }
 }
 
+/// `endpoints.yml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Endpoints {
+    /// The action server.
+    #[serde(default)]
+    pub action_endpoint: Option<ActionEndpoint>,
+    /// The language model for answers no rule or story has.
+    #[serde(default)]
+    pub llm: Option<crate::llm::LlmEndpoint>,
+}
+
+/// Where custom actions run.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ActionEndpoint {
+    /// The webhook URL (`http://localhost:5055/webhook`).
+    pub url: String,
+    /// Seconds to wait for an answer (default 10).
+    #[serde(default)]
+    pub timeout: Option<f64>,
+}
+
 /// Items of a file, kept with the file they came from.
 #[derive(Debug, Clone)]
 pub struct InFile<T> {
@@ -392,7 +414,7 @@ pub struct Project {
     /// Test stories.
     pub tests: Vec<InFile<Story>>,
     /// `endpoints.yml` (the action server).
-    pub endpoints: crate::remote::Endpoints,
+    pub endpoints: Endpoints,
     /// `commands.yml`: programs and HTTP calls the assistant may run.
     pub commands: crate::commands::Commands,
     /// The domain as JSON, as action servers receive it.
@@ -480,7 +502,7 @@ impl Project {
             Config::default()
         };
         let endpoints_file = dir.join("endpoints.yml");
-        let endpoints: crate::remote::Endpoints = if endpoints_file.is_file() {
+        let endpoints: Endpoints = if endpoints_file.is_file() {
             read_yaml(&endpoints_file)?
         } else {
             Default::default()
@@ -585,9 +607,9 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>
     Value::deserialize(d).map(Some)
 }
 
-/// `pipeline:` with nothing under it is an empty list.
-fn null_is_empty<'de, D: Deserializer<'de>>(
+/// A list key with nothing under it (`pipeline:`, `stories:`) is an empty list.
+fn null_is_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
-) -> std::result::Result<Vec<BTreeMap<String, Value>>, D::Error> {
-    Ok(Option::<Vec<BTreeMap<String, Value>>>::deserialize(d)?.unwrap_or_default())
+) -> std::result::Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
@@ -13,26 +12,7 @@ use crate::tracker::{Event, Tracker};
 /// The Rasa version duet speaks for (the SDK checks compatibility against it).
 pub const RASA_VERSION: &str = "3.6.21";
 
-/// `endpoints.yml`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Endpoints {
-    /// The action server.
-    #[serde(default)]
-    pub action_endpoint: Option<ActionEndpoint>,
-    /// The language model for answers no rule or story has.
-    #[serde(default)]
-    pub llm: Option<crate::llm::LlmEndpoint>,
-}
-
-/// Where custom actions run.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ActionEndpoint {
-    /// The webhook URL (`http://localhost:5055/webhook`).
-    pub url: String,
-    /// Seconds to wait for an answer (default 10).
-    #[serde(default)]
-    pub timeout: Option<f64>,
-}
+pub use crate::project::{ActionEndpoint, Endpoints};
 
 /// What an action server answered.
 #[derive(Debug, Clone, Default)]

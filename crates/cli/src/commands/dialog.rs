@@ -55,6 +55,12 @@ pub struct DialogArgs {
     /// `test`: where the reports are written (default: PROJECT/results).
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// `test`: also check NLU's intent and entities for each `user:` text (as `rasa test --e2e`).
+    #[arg(long)]
+    pub e2e: bool,
+    /// `test`: stop at the first wrong prediction.
+    #[arg(long)]
+    pub fail_on_prediction_errors: bool,
 }
 
 fn model_dir(a: &DialogArgs) -> PathBuf {
@@ -110,7 +116,21 @@ pub fn run(cmd: DialogCommand) -> Result<()> {
         DialogCommand::Test(a) => {
             let p = load(&a.project)?;
             let assistant = Assistant::load(&p, &model_dir(&a))?;
-            let results = check::run_tests(&assistant, &p);
+            let opts = check::TestOptions {
+                e2e: a.e2e,
+                fail_on_prediction_errors: a.fail_on_prediction_errors,
+            };
+            let results = check::run_tests_with(&assistant, &p, opts);
+            if a.fail_on_prediction_errors
+                && let Some(r) = results.iter().find(|r| !r.passed)
+            {
+                bail!(
+                    "story {:?} ({}): {}",
+                    r.story,
+                    r.at,
+                    r.failure.as_deref().unwrap_or("")
+                );
+            }
             let dir = a
                 .results
                 .clone()
