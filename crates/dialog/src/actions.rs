@@ -86,6 +86,14 @@ pub enum Action {
 impl Action {
     /// What `name` is in this domain.
     pub fn resolve(domain: &Domain, commands: &crate::commands::Commands, name: &str) -> Self {
+        // A default action the domain lists under `actions:` is the project's own, run on the
+        // action server (as Rasa overrides it); `action_listen` cannot be overridden.
+        if name != crate::tracker::ACTION_LISTEN
+            && DEFAULT_ACTIONS.contains(&name)
+            && domain.actions.iter().any(|a| a.name() == name)
+        {
+            return Self::Custom(name.to_owned());
+        }
         match name {
             crate::tracker::ACTION_LISTEN => Self::Listen,
             "action_restart" => Self::Restart,

@@ -50,6 +50,9 @@ pub struct NluSettings {
     pub synonyms: BTreeMap<String, String>,
     /// Intents of the domain (payload intents are checked against them).
     pub intents: Vec<String>,
+    /// `DucklingEntityExtractor`'s settings, if the pipeline has one.
+    #[serde(default)]
+    pub duckling: Option<crate::duckling::DucklingSettings>,
 }
 
 /// A pretrained encoder to fine-tune, as `config.yml` names it.
@@ -86,6 +89,8 @@ pub const KNOWN_COMPONENTS: &[&str] = &[
     "RegexEntityExtractor",
     "EntitySynonymMapper",
     "FallbackClassifier",
+    "DucklingEntityExtractor",
+    "ResponseSelector",
     "DuetEncoderClassifier",
     "DuetEntityTagger",
     "DuetKnowledge",
@@ -358,6 +363,7 @@ impl Nlu {
                 patterns,
                 synonyms,
                 intents: p.domain.intent_names(),
+                duckling: crate::duckling::DucklingSettings::of(&p.config),
             },
         )?;
         nlu.classifier_dir = classifier_dir;
@@ -534,6 +540,10 @@ impl Nlu {
                 }),
                 role: None,
             });
+        }
+        // Duckling's entities come beside the others (Rasa keeps every extractor's).
+        if let Some(d) = &self.settings.duckling {
+            out.extend(d.extract(text));
         }
         out
     }

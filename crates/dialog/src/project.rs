@@ -331,6 +331,9 @@ pub struct DataFile {
     /// Rules.
     #[serde(default, deserialize_with = "null_is_empty")]
     pub rules: Vec<Rule>,
+    /// Responses (Rasa lets training data carry the responses of retrieval intents).
+    #[serde(default)]
+    pub responses: BTreeMap<String, Vec<ResponseVariant>>,
     /// Everything else.
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
@@ -532,6 +535,20 @@ impl Project {
                 file: f.clone(),
                 item,
             }));
+            // Responses in training data join the domain's (and the domain the action server
+            // sees).
+            if !d.responses.is_empty()
+                && let Value::Object(m) = read_yaml::<Value>(&f)?
+                && let Some(Value::Object(r)) = m.get("responses")
+            {
+                let entry = domain_json
+                    .entry("responses")
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                if let Value::Object(all) = entry {
+                    all.extend(r.clone());
+                }
+            }
+            domain.responses.extend(d.responses);
             files.push(f);
         }
         // The knowledge base's documents are training data too.

@@ -169,6 +169,51 @@ pub fn train_policies(p: &Project) -> Result<Policies> {
     .map_err(|c| Error::Invalid(c.iter().map(ToString::to_string).collect()))
 }
 
+/// Trains the policy network on stories and on rules written out as stories (`TEDPolicy`'s
+/// settings `max_history` and `epochs` apply).
+pub fn train_learned(
+    p: &Project,
+    policies: &Policies,
+    stories: &[TrainingTracker],
+    rules: &[TrainingTracker],
+) -> Result<Option<crate::learned::LearnedPolicy>> {
+    let mut pairs = Vec::new();
+    for t in stories.iter().chain(rules) {
+        let events: Vec<Event> = t
+            .events
+            .iter()
+            .filter(|e| {
+                !matches!(e, Event::Action { name, .. } if name == crate::policy::RULE_SNIPPET_ACTION)
+            })
+            .cloned()
+            .collect();
+        let (states, actions) = policies.featurizer.states_and_actions(&events, false, true);
+        for (i, a) in actions.iter().enumerate() {
+            if i == 0 && t.first_action_unpredictable {
+                continue;
+            }
+            pairs.push((states[..=i].to_vec(), a.clone()));
+        }
+    }
+    let setting = |k: &str| {
+        p.config
+            .setting("TEDPolicy", k)
+            .or_else(|| p.config.setting("DuetPolicy", k))
+            .and_then(Value::as_u64)
+    };
+    let history = setting("max_history")
+        .map(|v| v as usize)
+        .or(policies.choice.memo.map(|m| m.0))
+        .unwrap_or(5);
+    crate::learned::LearnedPolicy::train(
+        &pairs,
+        history,
+        setting("epochs").map_or(100, |v| v as usize).min(300),
+        policies.choice.fallback_threshold,
+        42,
+    )
+}
+
 /// A trained assistant.
 pub struct Assistant {
     /// The domain.
@@ -258,43 +303,7 @@ impl Assistant {
         let nlu = Nlu::train(p)?;
         let (stories, rules) = training_trackers(p);
         let learned = if policies.choice.learned {
-            // The network learns from stories and from rules written out as stories.
-            let mut pairs = Vec::new();
-            for t in stories.iter().chain(&rules) {
-                let events: Vec<Event> = t
-                    .events
-                    .iter()
-                    .filter(|e| {
-                        !matches!(e, Event::Action { name, .. } if name == crate::policy::RULE_SNIPPET_ACTION)
-                    })
-                    .cloned()
-                    .collect();
-                let (states, actions) =
-                    policies.featurizer.states_and_actions(&events, false, true);
-                for (i, a) in actions.iter().enumerate() {
-                    if i == 0 && t.first_action_unpredictable {
-                        continue;
-                    }
-                    pairs.push((states[..=i].to_vec(), a.clone()));
-                }
-            }
-            let setting = |k: &str| {
-                p.config
-                    .setting("TEDPolicy", k)
-                    .or_else(|| p.config.setting("DuetPolicy", k))
-                    .and_then(Value::as_u64)
-            };
-            let history = setting("max_history")
-                .map(|v| v as usize)
-                .or(policies.choice.memo.map(|m| m.0))
-                .unwrap_or(5);
-            crate::learned::LearnedPolicy::train(
-                &pairs,
-                history,
-                setting("epochs").map_or(100, |v| v as usize).min(300),
-                policies.choice.fallback_threshold,
-                42,
-            )?
+            train_learned(p, &policies, &stories, &rules)?
         } else {
             None
         };
@@ -374,9 +383,25 @@ impl Assistant {
         m
     }
 
-    /// A new conversation (session started, waiting for the user).
+    /// A new conversation (session started, waiting for the user). A project that overrides
+    /// `action_session_start` has it run on its action server (its built-in events stand in
+    /// when the server does not answer).
     pub fn new_tracker(&self, sender: &str) -> Tracker {
         let mut t = Tracker::new(sender, self.initial_slots());
+        if let Action::Custom(name) = self.action(ACTION_SESSION_START) {
+            let mut run = ActionRun::new(&t, None);
+            match self.run_custom(&mut run, &name) {
+                Ok(()) => {
+                    t.apply(action_event(ACTION_SESSION_START, None, None));
+                    for e in run.events {
+                        t.apply(e);
+                    }
+                    t.apply(action_event(ACTION_LISTEN, None, None));
+                    return t;
+                }
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
         for e in self.session_start(&t) {
             t.apply(e);
         }

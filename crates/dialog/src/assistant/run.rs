@@ -114,7 +114,7 @@ impl Assistant {
                 }
             }
             Action::SessionStart => {
-                for e in self.session_start(&run.view) {
+                for e in crate::actions::session_start_events(&self.domain, &run.view) {
                     run.emit(e);
                 }
             }

@@ -76,10 +76,10 @@ impl Assistant {
         let mut out = Vec::new();
         for _ in 0..MAX_ACTIONS_PER_TURN {
             let p = self.predict(t);
-            for e in p.events.iter().cloned() {
-                t.apply(e);
-            }
             if p.action == ACTION_LISTEN {
+                for e in p.events.iter().cloned() {
+                    t.apply(e);
+                }
                 t.apply(action_event(
                     ACTION_LISTEN,
                     Some(p.policy),
@@ -87,14 +87,23 @@ impl Assistant {
                 ));
                 return out;
             }
+            // The action sees the prediction's events; they are kept only if it runs (Rasa
+            // discards them when a loop rejects).
+            let mut view = t.clone();
+            for e in p.events.iter().cloned() {
+                view.apply(e);
+            }
             let run: ActionRun<'_> =
-                self.run_action_with(t, &p.action, channel, sink.as_deref_mut());
+                self.run_action_with(&view, &p.action, channel, sink.as_deref_mut());
             if run.rejected {
                 t.apply(Event::Rejected {
                     name: p.action.clone(),
                     timestamp: now(),
                 });
                 continue;
+            }
+            for e in p.events {
+                t.apply(e);
             }
             t.apply(action_event(&p.action, Some(p.policy), Some(p.confidence)));
             // An action that undid the user's message (and gave no other in its place) leaves

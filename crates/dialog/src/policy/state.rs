@@ -222,6 +222,9 @@ pub struct Featurizer {
     pub initial: BTreeMap<String, Value>,
     /// Intents that let only some entities into the state (`use_entities`, `ignore_entities`).
     pub intent_entities: BTreeMap<String, BTreeSet<String>>,
+    /// Entities of the domain (others do not enter the state).
+    #[serde(default)]
+    pub entities: BTreeSet<String>,
     /// Slots and loops only rules use: the memoisation and trained policies do not see them.
     pub rule_only_slots: BTreeSet<String>,
     /// Loops only rules use.
@@ -278,6 +281,7 @@ impl Featurizer {
         Self {
             slots,
             initial,
+            entities: all,
             intent_entities,
             rule_only_slots: BTreeSet::new(),
             rule_only_loops: BTreeSet::new(),
@@ -298,7 +302,8 @@ impl Featurizer {
         let allowed = intent.and_then(|i| self.intent_entities.get(i));
         let mut out: BTreeSet<String> = BTreeSet::new();
         for e in entities {
-            if allowed.is_some_and(|a| !a.contains(&e.entity)) {
+            if !self.entities.contains(&e.entity) || allowed.is_some_and(|a| !a.contains(&e.entity))
+            {
                 continue;
             }
             out.insert(e.entity.clone());

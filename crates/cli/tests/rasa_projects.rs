@@ -1,0 +1,256 @@
+//! The real Rasa 3.x projects (`testdata/rasa/`, laid there by `scripts/fetch-rasa-projects.sh`)
+//! through the `duet` binary, as a Rasa user runs them: `dialog validate`, `dialog train`,
+//! `dialog test`, with a real `rasa-sdk` action server serving the project's own `actions/`;
+//! and a scripted conversation with a form over the REST channel. Skipped, saying why, when the
+//! project copies or Python are missing. Duckling: duet's built-in extraction
+//! (`DUET_DUCKLING=builtin`), since no Duckling server exists here.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+
+use anyhow::{Context, Result, bail, ensure};
+
+/// The projects: every Rasa example in 3.x format and financial-demo.
+const PROJECTS: &[&str] = &[
+    "formbot",
+    "moodbot",
+    "reminderbot",
+    "rules",
+    "knowledgebasebot",
+    "concertbot",
+    "e2ebot",
+    "responseselectorbot",
+    "financial-demo",
+];
+
+/// Where the project copies are: `$DUET_RASA_PROJECTS`, `testdata/rasa/`, or
+/// `../shared/rasa-projects/`.
+fn projects_dir() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::env::var_os("DUET_RASA_PROJECTS")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([
+            root.join("testdata/rasa"),
+            root.join("../shared/rasa-projects"),
+        ])
+        .find(|d| d.join("formbot/domain.yml").is_file())
+}
+
+/// A Python with rasa-sdk and what the projects' actions import: `$DUET_TEST_PYTHON`, or a
+/// venv made from `tests/requirements-rasa.txt`; `None` when there is no `python3`.
+fn python() -> Result<Option<PathBuf>> {
+    if let Ok(p) = std::env::var("DUET_TEST_PYTHON") {
+        return Ok(Some(p.into()));
+    }
+    if Command::new("python3").arg("--version").output().is_err() {
+        return Ok(None);
+    }
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rasa-python");
+    let py = venv.join("bin/python");
+    let ready = |py: &Path| {
+        Command::new(py)
+            .args([
+                "-c",
+                "import rasa_sdk, sqlalchemy, dateutil, pytz, ruamel.yaml",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !ready(&py) {
+        let out = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "python3 -m venv: {}",
+            text(&out.stderr)
+        );
+        let reqs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/requirements-rasa.txt");
+        let out = Command::new(&py)
+            .args(["-m", "pip", "install", "--quiet", "-r"])
+            .arg(&reqs)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "installing {}: {}",
+            reqs.display(),
+            text(&out.stderr)
+        );
+    }
+    Ok(Some(py))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn duet(args: &[&str]) -> Result<Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_duet"))
+        .args(args)
+        .env("DUET_DUCKLING", "builtin")
+        .output()?)
+}
+
+/// Kills a process when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// One HTTP/1.1 request; the status and the body.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, rest) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((status, rest.to_owned()))
+}
+
+/// Copies a folder.
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let p = e?.path();
+        let dest = to.join(p.file_name().unwrap_or_default());
+        if p.is_dir() {
+            copy_dir(&p, &dest)?;
+        } else {
+            std::fs::copy(&p, &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts `python -m rasa_sdk` on the project's own `actions/` at a free port, points the
+/// project's `endpoints.yml` there (as a user running it on another port would), and waits for
+/// `/health`. The server's log goes to `log`.
+fn action_server(py: &Path, project: &Path, log: &Path) -> Result<Killed> {
+    let port = free_port()?;
+    let ep = project.join("endpoints.yml");
+    let old = std::fs::read_to_string(&ep).unwrap_or_default();
+    let kept: String = old
+        .lines()
+        .filter(|l| {
+            !l.trim_start().starts_with("action_endpoint") && !l.trim_start().starts_with("url:")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(
+        &ep,
+        format!("{kept}action_endpoint:\n  url: \"http://127.0.0.1:{port}/webhook\"\n"),
+    )?;
+    let log = std::fs::File::create(log)?;
+    let server = Killed(
+        Command::new(py)
+            .args(["-m", "rasa_sdk", "--actions", "actions", "--port"])
+            .arg(port.to_string())
+            .current_dir(project)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?,
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let start = std::time::Instant::now();
+    while !http(&addr, "GET", "/health", "").is_ok_and(|(s, _)| s == 200) {
+        ensure!(
+            start.elapsed().as_secs() < 120,
+            "the action server of {} did not start",
+            project.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    Ok(server)
+}
+
+/// `stories: N passed, M failed` of `duet dialog test`'s output.
+fn stories_line(out: &str) -> Option<(usize, usize)> {
+    let l = out.lines().find_map(|l| l.strip_prefix("stories: "))?;
+    let mut n = l
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty());
+    Some((n.next()?.parse().ok()?, n.next()?.parse().ok()?))
+}
+
+#[test]
+fn every_real_rasa_project_validates_trains_and_passes_its_test_stories_with_the_binary()
+-> Result<()> {
+    let Some(dir) = projects_dir() else {
+        eprintln!("SKIPPED: no copies of the real Rasa projects (scripts/fetch-rasa-projects.sh)");
+        return Ok(());
+    };
+    let py = python()?;
+    if py.is_none() {
+        eprintln!("note: no python3: the projects' action servers are not started");
+    }
+    let tmp = tempfile::tempdir()?;
+    let mut table = vec!["| project | validate | train | test stories passed |".to_owned()];
+    table.push("|---|---|---|---|".into());
+    let mut problems = Vec::new();
+    for name in PROJECTS {
+        let project = tmp.path().join(name);
+        copy_dir(&dir.join(name), &project)?;
+        let p = project.to_str().context("path")?;
+        let _server = match (&py, project.join("actions").is_dir()) {
+            (Some(py), true) => Some(action_server(
+                py,
+                &project,
+                &tmp.path().join(format!("{name}-sdk.log")),
+            )?),
+            _ => None,
+        };
+        let v = duet(&["dialog", "validate", "--project", p])?;
+        if !v.status.success() {
+            problems.push(format!("{name}: validate: {}", text(&v.stderr)));
+            table.push(format!("| {name} | errors | - | - |"));
+            continue;
+        }
+        let t = duet(&["dialog", "train", "--project", p])?;
+        if !t.status.success() {
+            problems.push(format!("{name}: train: {}", text(&t.stderr)));
+            table.push(format!("| {name} | ok | failed | - |"));
+            continue;
+        }
+        let r = duet(&["dialog", "test", "--project", p, "--folds", "0"])?;
+        let (passed, failed) = stories_line(&text(&r.stdout)).unwrap_or((0, 0));
+        table.push(format!(
+            "| {name} | ok | ok | {passed}/{} |",
+            passed + failed
+        ));
+        if !r.status.success() {
+            problems.push(format!(
+                "{name}: test: {}{}",
+                text(&r.stdout),
+                text(&r.stderr)
+            ));
+        }
+    }
+    eprintln!("{}", table.join("\n"));
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    Ok(())
+}
