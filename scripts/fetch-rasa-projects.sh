@@ -19,7 +19,7 @@
 #
 # Usage:
 #   scripts/fetch-rasa-projects.sh FINANCIAL_DEMO_GIT KAUZA_RASA_GIT   copy from local git mirrors
-#   scripts/fetch-rasa-projects.sh --check                              verify the committed copies
+#   scripts/fetch-rasa-projects.sh --check [DIR]                        verify copies (default: testdata/rasa)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="$ROOT/testdata/rasa"
@@ -43,15 +43,16 @@ keep() { # is this path (relative to a project) part of a Rasa project?
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 if [[ "${1:-}" == "--check" ]]; then
+    DIR="${2:-$OUT}"
     bad=0
     while IFS=$'\t' read -r project file repo commit path hash; do
         [[ "$project" == "project" ]] && continue
-        f="$OUT/$project/$file"
+        f="$DIR/$project/$file"
         if [[ ! -f "$f" ]]; then echo "missing: $f"; bad=1
         elif [[ "$(sha "$f")" != "$hash" ]]; then echo "changed: $f (not as fetched from $repo@$commit:$path)"; bad=1
         fi
     done < "$SOURCES"
-    [[ $bad == 0 ]] && echo "testdata/rasa: every file as fetched ($(($(wc -l < "$SOURCES") - 1)) files)"
+    [[ $bad == 0 ]] && echo "$DIR: every file as fetched ($(($(wc -l < "$SOURCES") - 1)) files)"
     exit $bad
 fi
 

@@ -134,7 +134,12 @@ pub fn fill_template(text: &str, slots: &BTreeMap<String, Value>) -> String {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
         match after.find('}') {
-            Some(j) if after[..j].chars().all(|c| c.is_alphanumeric() || c == '_') && j > 0 => {
+            Some(j)
+                if after[..j]
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+                    && j > 0 =>
+            {
                 let name = &after[..j];
                 match slots.get(name) {
                     Some(Value::String(s)) => out.push_str(s),

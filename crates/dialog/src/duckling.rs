@@ -141,10 +141,9 @@ impl DucklingSettings {
             .filter_map(|m| {
                 let dim = m.get("dim")?.as_str()?.to_owned();
                 let v = m.get("value")?;
-                let value = v.get("value").cloned().unwrap_or_else(|| v.clone());
                 Some(entity(
                     &dim,
-                    value,
+                    v.clone(),
                     m.get("start")?.as_u64()? as usize,
                     m.get("end")?.as_u64()? as usize,
                 ))
@@ -174,9 +173,10 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-/// An entity as Rasa makes it from a Duckling match (its value; the unit or grain Rasa keeps
-/// in `additional_info` has no field in duet's entity).
-fn entity(dim: &str, value: Value, start: usize, end: usize) -> Entity {
+/// An entity as Rasa makes it from a Duckling match: `value` the answer's value, the whole
+/// answer (value, unit, grain, type) in `additional_info`.
+fn entity(dim: &str, info: Value, start: usize, end: usize) -> Entity {
+    let value = info.get("value").cloned().unwrap_or_else(|| info.clone());
     Entity {
         entity: dim.to_owned(),
         value,
@@ -184,6 +184,7 @@ fn entity(dim: &str, value: Value, start: usize, end: usize) -> Entity {
         end: Some(end),
         extractor: Some("DucklingEntityExtractor".into()),
         role: None,
+        additional_info: Some(info),
     }
 }
 
@@ -288,6 +289,12 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Duckling's answer for a day.
+fn day_info(days: i64) -> Value {
+    let v = iso_day(days);
+    json!({"value": v, "grain": "day", "type": "value", "values": [{"value": v, "grain": "day", "type": "value"}]})
+}
+
 fn iso_day(days: i64) -> String {
     let (y, m, d) = civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02}T00:00:00.000+00:00")
@@ -344,13 +351,21 @@ pub fn builtin_at(text: &str, now: f64) -> Vec<Entity> {
                     s,
                     e,
                     "email",
-                    Value::String(text[s..e].to_owned()),
+                    json!({"value": &text[s..e], "type": "value"}),
                 ),
                 "amount-of-money" => {
                     let num = c.get(2).or(c.get(3)).map(|m| m.as_str().replace(',', "."));
 
                     if let Some(x) = num.and_then(|n| n.parse::<f64>().ok()) {
-                        add(&mut out, s, e, "amount-of-money", number_value(x));
+                        // Duckling's units: `$` for dollars, ISO codes for the others.
+                        let unit = match c.get(1).or(c.get(4)).map(|m| m.as_str()) {
+                            Some("$" | "dollar" | "dollars" | "usd" | "bucks") => "$",
+                            Some("€" | "euro" | "euros" | "eur") => "EUR",
+                            Some("£" | "pound" | "pounds" | "gbp") => "GBP",
+                            _ => "unknown",
+                        };
+                        let info = json!({"value": number_value(x), "type": "value", "unit": unit});
+                        add(&mut out, s, e, "amount-of-money", info);
                     }
                 }
                 "time-iso" => {
@@ -359,13 +374,7 @@ pub fn builtin_at(text: &str, now: f64) -> Vec<Entity> {
                         && (1..=12).contains(&mo)
                         && (1..=31).contains(&d)
                     {
-                        add(
-                            &mut out,
-                            s,
-                            e,
-                            "time",
-                            Value::String(iso_day(days_from_civil(y, mo, d))),
-                        );
+                        add(&mut out, s, e, "time", day_info(days_from_civil(y, mo, d)));
                     }
                 }
                 "time-words" => {
@@ -390,7 +399,7 @@ pub fn builtin_at(text: &str, now: f64) -> Vec<Entity> {
                         })
                     };
                     if let Some(d) = day {
-                        add(&mut out, s, e, "time", Value::String(iso_day(d)));
+                        add(&mut out, s, e, "time", day_info(d));
                     }
                 }
                 "time-month" => {
@@ -408,14 +417,20 @@ pub fn builtin_at(text: &str, now: f64) -> Vec<Entity> {
                         if when < today {
                             when = days_from_civil(y + 1, mi as i64 + 1, d);
                         }
-                        add(&mut out, s, e, "time", Value::String(iso_day(when)));
+                        add(&mut out, s, e, "time", day_info(when));
                     }
                 }
                 _ => {
                     let w = m.as_str();
                     let x = w.parse::<f64>().ok().or_else(|| word_number(w));
                     if let Some(x) = x {
-                        add(&mut out, s, e, "number", number_value(x));
+                        add(
+                            &mut out,
+                            s,
+                            e,
+                            "number",
+                            json!({"value": number_value(x), "type": "value"}),
+                        );
                     }
                 }
             }

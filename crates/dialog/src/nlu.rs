@@ -539,6 +539,7 @@ impl Nlu {
                     source.to_owned()
                 }),
                 role: None,
+                additional_info: None,
             });
         }
         // Duckling's entities come beside the others (Rasa keeps every extractor's).
@@ -569,6 +570,7 @@ impl Nlu {
                 end: None,
                 extractor: None,
                 role: None,
+                additional_info: None,
             })
             .collect();
         let intent = Intent {

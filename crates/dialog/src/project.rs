@@ -428,16 +428,13 @@ pub struct Project {
     pub warnings: Vec<String>,
 }
 
-/// Deserialises a YAML file.
+/// Deserialises a YAML file as Rasa reads it: YAML 1.2, so `yes`, `no`, `on` and `off` are
+/// strings, only `true` and `false` booleans.
 pub fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
-    if text.trim().is_empty() {
-        return serde_saphyr::from_str::<T>("{}").map_err(|e| Error::Yaml {
-            file: path.to_path_buf(),
-            message: e.to_string(),
-        });
-    }
-    serde_saphyr::from_str(&text).map_err(|e| Error::Yaml {
+    let text = if text.trim().is_empty() { "{}" } else { &text };
+    let options = serde_saphyr::options! { strict_booleans: true };
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| Error::Yaml {
         file: path.to_path_buf(),
         message: e.to_string(),
     })

@@ -25,10 +25,21 @@ pub struct ActionResult {
 
 /// The tracker as the SDK reads it.
 pub fn tracker_json(t: &Tracker) -> Value {
+    // Rasa sends an empty message, not `null`, before the user has spoken.
+    let latest = t.latest_message.as_ref().map_or_else(
+        || json!({"intent": {}, "entities": [], "text": null, "message_id": null, "metadata": {}}),
+        |m| json!(m),
+    );
+    let latest_action = t
+        .latest_action_name
+        .as_ref()
+        .map_or_else(|| json!({}), |n| json!({"action_name": n}));
     json!({
         "sender_id": t.sender_id,
         "slots": t.slots,
-        "latest_message": t.latest_message,
+        "latest_message": latest,
+        "latest_action": latest_action,
+        "latest_event_time": t.last_timestamp(),
         "events": t.events,
         "paused": false,
         "followup_action": t.followup_action,

@@ -25,6 +25,9 @@ pub struct Entity {
     /// The entity's role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// What the extractor knows beyond the value (Duckling's whole answer: unit, grain, type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_info: Option<Value>,
 }
 
 /// An intent and its confidence.

@@ -57,16 +57,40 @@ impl Assistant {
             ))
         })?;
         let r = crate::remote::call(ep, name, seen, &self.domain_json)?;
-        for e in r.events {
-            run.emit(e);
-        }
+        // As Rasa's `RemoteAction`: the messages are rendered with the conversation as it was
+        // before the action's events, and come first.
         for resp in r.responses {
             let named = resp
                 .get("response")
                 .or_else(|| resp.get("template"))
                 .and_then(Value::as_str);
             if let Some(response) = named {
-                self.utter(run, response);
+                // Extra keys of the message fill the response's placeholders, as Rasa's NLG
+                // does with the kwargs of `utter_message`.
+                const MESSAGE_KEYS: &[&str] = &[
+                    "response",
+                    "template",
+                    "text",
+                    "buttons",
+                    "image",
+                    "elements",
+                    "attachment",
+                    "custom",
+                    "json_message",
+                    "quick_replies",
+                    "channel",
+                ];
+                let values: serde_json::Map<String, Value> = resp
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, v)| !MESSAGE_KEYS.contains(&k.as_str()) && !v.is_null())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                match actions::choose(&self.domain, response, &run.view, run.channel).cloned() {
+                    Some(v) => run.say_with(&v, &values),
+                    None => tracing::warn!("{name}: no response {response} for this conversation"),
+                }
                 continue;
             }
             let v = crate::project::ResponseVariant {
@@ -84,6 +108,9 @@ impl Assistant {
                 ..Default::default()
             };
             run.say(&v);
+        }
+        for e in r.events {
+            run.emit(e);
         }
         Ok(())
     }

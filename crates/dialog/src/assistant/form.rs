@@ -121,10 +121,23 @@ impl Assistant {
         let activating = before.active_loop_name() != Some(name);
         let mut prefilled_validated = false;
         if activating {
+            // Rasa's `FormAction.activate`: the loop, the slots its mappings fill now that it
+            // is active, then `validate_<form>` on the required slots already filled (called
+            // even when none are).
             run.emit(Event::ActiveLoop {
                 name: Some(name.to_owned()),
                 timestamp: now(),
             });
+            let first = run.events.len();
+            if let Some(msg) = run.view.latest_message.clone() {
+                for e in self.extract_slots(&run.view, &msg) {
+                    if let Event::Slot { name, value, .. } = &e
+                        && run.view.slots.get(name) != Some(value)
+                    {
+                        run.emit(e);
+                    }
+                }
+            }
             let prefilled: Vec<(String, Value)> = required
                 .iter()
                 .filter_map(|s| {
@@ -132,16 +145,11 @@ impl Assistant {
                     Some((s.clone(), v.clone()))
                 })
                 .collect();
-            if !prefilled.is_empty() {
-                let n = run.events.len();
+            let validator = format!("validate_{name}");
+            if self.domain.actions.iter().any(|a| a.name() == validator) {
                 self.validate_slots(run, name, &prefilled);
-                prefilled_validated = run.events.len() > n
-                    || self
-                        .domain
-                        .actions
-                        .iter()
-                        .all(|a| a.name() != format!("validate_{name}"));
             }
+            prefilled_validated = run.events.len() > first;
         }
         let start = run.events.len();
         if !prefilled_validated {

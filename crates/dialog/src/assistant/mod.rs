@@ -396,7 +396,11 @@ impl Assistant {
                     for e in run.events {
                         t.apply(e);
                     }
-                    t.apply(action_event(ACTION_LISTEN, None, None));
+                    // The action ends with `action_listen` as Rasa's own does; if it did not,
+                    // the assistant still waits for the user.
+                    if t.latest_action_name.as_deref() != Some(ACTION_LISTEN) {
+                        t.apply(action_event(ACTION_LISTEN, None, None));
+                    }
                     return t;
                 }
                 Err(e) => tracing::error!("{e}"),

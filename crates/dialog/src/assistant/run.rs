@@ -51,6 +51,18 @@ impl<'c> ActionRun<'c> {
         self.emit(ev);
     }
 
+    /// Says a response variation whose `{placeholders}` take `values` before the slots (what a
+    /// custom action passes with `dispatcher.utter_message(response=..., **kwargs)`).
+    pub fn say_with(&mut self, v: &ResponseVariant, values: &serde_json::Map<String, Value>) {
+        let mut seen = self.view.clone();
+        for (k, val) in values {
+            seen.slots.insert(k.clone(), val.clone());
+        }
+        let (msg, ev) = actions::render(v, &seen);
+        self.messages.push(msg);
+        self.emit(ev);
+    }
+
     /// Says plain text.
     pub fn say_text(&mut self, text: &str) {
         self.say(&ResponseVariant {

@@ -70,6 +70,7 @@ pub fn entity_items(items: &[Value]) -> Vec<Entity> {
                 end: None,
                 extractor: None,
                 role: None,
+                additional_info: None,
             }),
             Value::Object(m) => {
                 let mut ent = Entity {
@@ -79,6 +80,7 @@ pub fn entity_items(items: &[Value]) -> Vec<Entity> {
                     end: None,
                     extractor: None,
                     role: None,
+                    additional_info: None,
                 };
                 for (k, v) in m {
                     match k.as_str() {
