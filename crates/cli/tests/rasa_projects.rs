@@ -419,3 +419,52 @@ fn a_form_asks_validates_on_the_action_server_resumes_after_chitchat_and_submits
     ensure!(t["active_loop"]["name"].is_null(), "{}", t["active_loop"]);
     Ok(())
 }
+
+#[test]
+fn formbot_asks_resumes_after_chitchat_and_submits_over_rest() -> Result<()> {
+    let Some(dir) = projects_dir() else {
+        eprintln!("SKIPPED: no copies of the real Rasa projects (scripts/fetch-rasa-projects.sh)");
+        return Ok(());
+    };
+    // This copy of formbot lists no validate_restaurant_form (see the fetch script), so Rasa
+    // would call no action server for it either.
+    let tmp = tempfile::tempdir()?;
+    let project = tmp.path().join("formbot");
+    copy_dir(&dir.join("formbot"), &project)?;
+    let p = project.to_str().context("path")?;
+    let t = duet(&["dialog", "train", "--project", p])?;
+    ensure!(t.status.success(), "{}", text(&t.stderr));
+    let (_server, addr) = dialog_server(&project)?;
+    let u = "bo";
+    say(&addr, u, "hi")?;
+    let conversation = [
+        ("im looking for a restaurant", vec!["What cuisine?"]),
+        (
+            "can you share your boss with me?",
+            vec!["chitchat", "What cuisine?"],
+        ),
+        ("greek", vec!["How many people?"]),
+        ("for 2 people", vec!["Do you want to sit outside?"]),
+        ("yes", vec!["Please provide additional preferences"]),
+        (
+            "no",
+            vec!["Please give your feedback on your experience so far"],
+        ),
+    ];
+    for (message, want) in conversation {
+        let got = say(&addr, u, message)?;
+        ensure!(got == want, "{message:?}: {got:?}, expected {want:?}");
+    }
+    let done = say(&addr, u, "great service")?;
+    ensure!(
+        done.first().map(String::as_str) == Some("All done!")
+            && done.get(1).is_some_and(|m| m.contains("cuisine: greek")
+                && m.contains("num_people: 2")
+                && m.contains("feedback: great")),
+        "{done:?}"
+    );
+    let (_, tracker) = http(&addr, "GET", &format!("/conversations/{u}/tracker"), "")?;
+    let t: serde_json::Value = serde_json::from_str(&tracker)?;
+    ensure!(t["active_loop"]["name"].is_null(), "{}", t["active_loop"]);
+    Ok(())
+}
