@@ -375,7 +375,7 @@ pub struct Endpoints {
     pub action_endpoint: Option<ActionEndpoint>,
     /// The language model for answers no rule or story has.
     #[serde(default)]
-    pub llm: Option<crate::llm::LlmEndpoint>,
+    pub llm: Option<LlmEndpoint>,
 }
 
 /// Where custom actions run.
@@ -386,6 +386,83 @@ pub struct ActionEndpoint {
     /// Seconds to wait for an answer (default 10).
     #[serde(default)]
     pub timeout: Option<f64>,
+}
+
+/// `endpoints.yml` `llm:`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LlmEndpoint {
+    /// Base URL of the API (`http://127.0.0.1:8080/v1`).
+    pub url: String,
+    /// The model name to ask for.
+    pub model: String,
+    /// The environment variable holding the API key (sent as a bearer token).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Seconds for the whole answer, retries included (default 10).
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// Further tries after a connection error, 429 or 5xx (default 1).
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Longest answer in tokens (default 128).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature (default 0.7).
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// The system prompt.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// Recent messages sent along (default 6).
+    #[serde(default)]
+    pub history: Option<usize>,
+    /// Redact e-mail addresses, phone and card numbers, IPs and IDs before sending (default
+    /// true).
+    #[serde(default)]
+    pub redact: Option<bool>,
+}
+
+/// An HTTP call.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpCall {
+    /// `GET` or `POST`.
+    #[serde(default = "get")]
+    pub method: String,
+    /// The URL template.
+    pub url: String,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+/// One declared command.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandDecl {
+    /// The program (relative to the project folder, or absolute).
+    #[serde(default)]
+    pub program: Option<String>,
+    /// Argument templates.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// An HTTP call instead of a program.
+    #[serde(default)]
+    pub http: Option<HttpCall>,
+    /// Seconds before the command is stopped (default 5).
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// The response to send afterwards.
+    #[serde(default)]
+    pub response: Option<String>,
+}
+
+/// `commands.yml`: programs and HTTP calls the assistant may run (see [`crate::commands`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Commands {
+    /// Action name to command.
+    #[serde(default)]
+    pub commands: BTreeMap<String, CommandDecl>,
 }
 
 /// Items of a file, kept with the file they came from.
@@ -419,7 +496,7 @@ pub struct Project {
     /// `endpoints.yml` (the action server).
     pub endpoints: Endpoints,
     /// `commands.yml`: programs and HTTP calls the assistant may run.
-    pub commands: crate::commands::Commands,
+    pub commands: Commands,
     /// The domain as JSON, as action servers receive it.
     pub domain_json: Value,
     /// Files that training depends on, for the model's fingerprint.
@@ -438,6 +515,24 @@ pub fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
         file: path.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+/// Every file under `dir`, its subfolders included, sorted.
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(io(&d))? {
+            let p = e.map_err(io(&d))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// YAML files under `dir`, recursively, sorted.
@@ -508,7 +603,7 @@ impl Project {
             Default::default()
         };
         let commands_file = dir.join("commands.yml");
-        let commands: crate::commands::Commands = if commands_file.is_file() {
+        let commands: Commands = if commands_file.is_file() {
             files.push(commands_file.clone());
             read_yaml(&commands_file)?
         } else {
@@ -551,7 +646,7 @@ impl Project {
         // The knowledge base's documents are training data too.
         let kdir = dir.join("knowledge");
         if kdir.is_dir() {
-            files.extend(crate::knowledge::files_under(&kdir)?);
+            files.extend(files_under(&kdir)?);
         }
         let mut tests = Vec::new();
         for f in yaml_files(&dir.join("tests"))? {

@@ -437,3 +437,37 @@ fn utter_names_under_actions_are_not_reported_as_custom_actions() -> Result<()> 
     assert_eq!(texts(a.handle(&mut t, "/greet", None)), ["x"]);
     Ok(())
 }
+
+#[test]
+fn regex_entities_follow_the_regex_entity_extractors_options() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let p = project(tmp.path(), RESPONSES_XYZ, "", "", "")?;
+    std::fs::write(
+        tmp.path().join("data/regex.yml"),
+        "nlu:\n- regex: cuisine\n  examples: |\n    - THAI\n",
+    )?;
+    let found = |config: &str| -> Result<Vec<String>> {
+        std::fs::write(tmp.path().join("config.yml"), config)?;
+        let p = Project::load(&p.dir)?;
+        let a = Assistant::train(&p)?;
+        Ok(a.nlu
+            .parse("some thai please")
+            .entities
+            .into_iter()
+            .filter(|e| e.extractor.as_deref() == Some("RegexEntityExtractor"))
+            .map(|e| e.value.as_str().unwrap_or_default().to_owned())
+            .collect())
+    };
+    // Rasa's default: case-insensitive.
+    assert_eq!(
+        found("pipeline:\n  - name: RegexEntityExtractor\n")?,
+        ["thai"]
+    );
+    assert!(
+        found("pipeline:\n  - name: RegexEntityExtractor\n    case_sensitive: true\n")?.is_empty()
+    );
+    assert!(
+        found("pipeline:\n  - name: RegexEntityExtractor\n    use_regexes: false\n")?.is_empty()
+    );
+    Ok(())
+}
