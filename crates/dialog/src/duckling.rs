@@ -308,7 +308,6 @@ pub fn builtin(text: &str) -> Vec<Entity> {
 
 /// [`builtin`] with "today" at `now` (seconds since the epoch).
 pub fn builtin_at(text: &str, now: f64) -> Vec<Entity> {
-    let lower = text.to_lowercase();
     let today = (now / 86_400.0).floor() as i64;
     let mut out: Vec<Entity> = Vec::new();
     let mut taken: Vec<(usize, usize)> = Vec::new();
@@ -342,7 +341,9 @@ pub fn builtin_at(text: &str, now: f64) -> Vec<Entity> {
     ];
     for (dim, pat) in patterns {
         let Ok(re) = Regex::new(pat) else { continue };
-        for c in re.captures_iter(&lower) {
+        // Matched on the text itself (the patterns ignore case): lower-casing can change
+        // byte offsets.
+        for c in re.captures_iter(text) {
             let Some(m) = c.get(0) else { continue };
             let (s, e) = (m.start(), m.end());
             match dim {
@@ -358,7 +359,12 @@ pub fn builtin_at(text: &str, now: f64) -> Vec<Entity> {
 
                     if let Some(x) = num.and_then(|n| n.parse::<f64>().ok()) {
                         // Duckling's units: `$` for dollars, ISO codes for the others.
-                        let unit = match c.get(1).or(c.get(4)).map(|m| m.as_str()) {
+                        let unit = match c
+                            .get(1)
+                            .or(c.get(4))
+                            .map(|m| m.as_str().to_lowercase())
+                            .as_deref()
+                        {
                             Some("$" | "dollar" | "dollars" | "usd" | "bucks") => "$",
                             Some("€" | "euro" | "euros" | "eur") => "EUR",
                             Some("£" | "pound" | "pounds" | "gbp") => "GBP",
@@ -378,7 +384,8 @@ pub fn builtin_at(text: &str, now: f64) -> Vec<Entity> {
                     }
                 }
                 "time-words" => {
-                    let w = m.as_str();
+                    let w = m.as_str().to_lowercase();
+                    let w = w.as_str();
                     let day = if w == "today" || w == "tonight" {
                         Some(today)
                     } else if w == "tomorrow" {
@@ -403,13 +410,13 @@ pub fn builtin_at(text: &str, now: f64) -> Vec<Entity> {
                     }
                 }
                 "time-month" => {
-                    let month = c.get(1).or(c.get(4)).map(|m| m.as_str());
+                    let month = c.get(1).or(c.get(4)).map(|m| m.as_str().to_lowercase());
                     let day = c
                         .get(2)
                         .or(c.get(3))
                         .and_then(|m| m.as_str().parse::<i64>().ok());
                     if let (Some(mn), Some(d)) = (month, day)
-                        && let Some(mi) = MONTHS.iter().position(|x| *x == mn)
+                        && let Some(mi) = MONTHS.iter().position(|x| *x == mn.as_str())
                         && (1..=31).contains(&d)
                     {
                         let (y, _, _) = civil_from_days(today);
@@ -421,7 +428,8 @@ pub fn builtin_at(text: &str, now: f64) -> Vec<Entity> {
                     }
                 }
                 _ => {
-                    let w = m.as_str();
+                    let w = m.as_str().to_lowercase();
+                    let w = w.as_str();
                     let x = w.parse::<f64>().ok().or_else(|| word_number(w));
                     if let Some(x) = x {
                         add(
@@ -489,6 +497,23 @@ mod tests {
             found("april 3rd"),
             [("time".to_owned(), json!("2024-04-03T00:00:00.000+00:00"))]
         );
+    }
+
+    #[test]
+    fn builtin_keeps_offsets_in_text_whose_lower_case_is_longer() {
+        // "İ" lower-cases to two characters: offsets must come from the text itself.
+        let es = builtin_at("İİİ pay $5 on MONDAY ٣", 1_709_294_400.0);
+        let text = "İİİ pay $5 on MONDAY ٣";
+        let words: Vec<String> = es
+            .iter()
+            .map(|e| {
+                text.chars()
+                    .skip(e.start.unwrap_or(0))
+                    .take(e.end.unwrap_or(0) - e.start.unwrap_or(0))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(words, ["$5", "on MONDAY"]);
     }
 
     #[test]

@@ -427,7 +427,9 @@ impl RulePolicy {
         if is_rule || source.matches("prev_action").count() > 1 || pred != ACTION_LISTEN {
             return false;
         }
-        let stem = &source[..source.len().saturating_sub(2)];
+        let stem = source
+            .get(..source.len().saturating_sub(2))
+            .unwrap_or(source);
         self.rules
             .iter()
             .any(|r| r.key.starts_with(stem) && r.key != source)
