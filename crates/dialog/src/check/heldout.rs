@@ -18,6 +18,8 @@ pub struct HeldOut {
     pub right_with_learned: usize,
     /// Right without the trained policy.
     pub right_without_learned: usize,
+    /// Folds whose training stopped on a contradiction (their stories are not counted).
+    pub skipped_folds: usize,
 }
 
 /// Trains the policies `k` times, each time without one fold of the stories (rules always
@@ -37,6 +39,7 @@ pub fn policy_held_out(p: &Project, k: usize) -> crate::Result<HeldOut> {
         actions: 0,
         right_with_learned: 0,
         right_without_learned: 0,
+        skipped_folds: 0,
     };
     for fold in 0..k {
         let held = |i: usize| i % k == fold;
@@ -55,6 +58,7 @@ pub fn policy_held_out(p: &Project, k: usize) -> crate::Result<HeldOut> {
         let choice = PolicyChoice::of(&p.config);
         let Ok(policies) = Policies::train(Featurizer::new(&p.domain), choice, &train, &rules)
         else {
+            out.skipped_folds += 1;
             continue;
         };
         let learned = train_learned(p, &policies, &train, &rules)?;
