@@ -298,7 +298,10 @@ fn contradictions(p: &Project) -> Vec<String> {
             .item
             .steps
             .iter()
-            .filter(|s| s.intent.is_some() || s.user.is_some() || s.alternatives.is_some())
+            .filter(|s| {
+                let user = |s: &Step| s.intent.is_some() || s.user.is_some();
+                user(s) || s.alternatives.iter().flatten().any(user)
+            })
             .count();
         if users > 1 {
             out.push(format!(
