@@ -108,6 +108,10 @@ pub enum Event {
         /// The policy's confidence.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         confidence: Option<f64>,
+        /// A turn only rules know: the memoisation and trained policies do not see it (Rasa's
+        /// `hide_rule_turn`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        hide_rule_turn: bool,
         /// Seconds since the epoch.
         #[serde(default, deserialize_with = "timestamp")]
         timestamp: f64,

@@ -471,3 +471,28 @@ fn regex_entities_follow_the_regex_entity_extractors_options() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_rule_turn_no_story_continues_is_hidden_from_memoisation() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let p = project(
+        tmp.path(),
+        RESPONSES_XYZ,
+        "- rule: greet\n  steps:\n  - intent: greet\n  - action: utter_x\n",
+        "- story: help\n  steps:\n  - intent: help\n  - action: utter_y\n",
+        "",
+    )?;
+    let (a, _) = check::train_checked(&p)?;
+    let mut t = a.new_tracker("u");
+    assert_eq!(texts(a.handle(&mut t, "/greet", None)), ["x"]);
+    assert!(
+        t.events.iter().any(
+            |e| matches!(e, Event::Action { name, hide_rule_turn: true, .. } if name == "utter_x")
+        ),
+        "the greeting rule is in no story: its turn is hidden"
+    );
+    // Plain memoisation (no back-off) knows "help" only from a conversation's start: it sees
+    // it here because the rule's turn is hidden, as in Rasa.
+    assert_eq!(texts(a.handle(&mut t, "/help", None)), ["y"]);
+    Ok(())
+}

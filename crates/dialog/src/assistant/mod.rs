@@ -449,6 +449,7 @@ pub fn action_event(name: &str, policy: Option<&str>, confidence: Option<f64>) -
         name: name.to_owned(),
         policy: policy.map(str::to_owned),
         confidence,
+        hide_rule_turn: false,
         timestamp: now(),
     }
 }

@@ -80,11 +80,7 @@ impl Assistant {
                 for e in p.events.iter().cloned() {
                     t.apply(e);
                 }
-                t.apply(action_event(
-                    ACTION_LISTEN,
-                    Some(p.policy),
-                    Some(p.confidence),
-                ));
+                t.apply(executed(&p));
                 return out;
             }
             // The action sees the prediction's events; they are kept only if it runs (Rasa
@@ -102,10 +98,10 @@ impl Assistant {
                 });
                 continue;
             }
-            for e in p.events {
+            for e in p.events.iter().cloned() {
                 t.apply(e);
             }
-            t.apply(action_event(&p.action, Some(p.policy), Some(p.confidence)));
+            t.apply(executed(&p));
             // An action that undid the user's message (and gave no other in its place) leaves
             // the assistant waiting for a new one.
             let undone = run
@@ -135,4 +131,14 @@ impl Assistant {
         t.apply(action_event(ACTION_LISTEN, Some("RulePolicy"), Some(1.0)));
         out
     }
+}
+
+/// The `action` event of a predicted action that ran, marked hidden when its rule is one no
+/// story continues.
+fn executed(p: &crate::policy::Prediction) -> Event {
+    let mut e = action_event(&p.action, Some(p.policy), Some(p.confidence));
+    if let Event::Action { hide_rule_turn, .. } = &mut e {
+        *hide_rule_turn = p.hide_rule_turn;
+    }
+    e
 }

@@ -101,6 +101,8 @@ pub struct Prediction {
     pub confidence: f64,
     /// Events the prediction adds before the action runs (`loop_interrupted`).
     pub events: Vec<Event>,
+    /// A rule turn no story continues: hidden from the memoisation and trained policies.
+    pub hide_rule_turn: bool,
 }
 
 impl Prediction {
@@ -110,6 +112,7 @@ impl Prediction {
             policy,
             confidence,
             events: Vec::new(),
+            hide_rule_turn: false,
         }
     }
 }
@@ -169,6 +172,7 @@ impl Policies {
             let p = r.predict(tracker, &states);
             if let Some(action) = p.action {
                 let mut out = Prediction::new(action, "RulePolicy", 1.0);
+                out.hide_rule_turn = p.hide;
                 if p.loop_interrupted {
                     out.events.push(Event::LoopInterrupted {
                         is_interrupted: true,

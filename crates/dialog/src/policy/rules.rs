@@ -56,6 +56,10 @@ pub struct RulePolicy {
     pub rules: Vec<RuleKey>,
     /// Unhappy-path conditions of loops.
     pub unhappy: Vec<(Vec<State>, LoopCondition)>,
+    /// Sources of rules that no story continues: their turns are hidden from the
+    /// memoisation and trained policies (Rasa's `rules_not_in_stories`).
+    #[serde(default)]
+    pub not_in_stories: std::collections::BTreeSet<String>,
 }
 
 /// What the rule policy predicts.
@@ -69,6 +73,8 @@ pub struct RulePrediction {
     pub loop_interrupted: bool,
     /// The loop's happy path: no user input was looked at.
     pub no_user: bool,
+    /// The rule is one no story continues: its turn is hidden from the other policies.
+    pub hide: bool,
 }
 
 /// Rasa's `_create_feature_key` for rules: the states after the last snippet state.
@@ -204,6 +210,7 @@ impl RulePolicy {
         Self {
             rules: lookup,
             unhappy,
+            not_in_stories: Default::default(),
         }
     }
 
@@ -235,6 +242,7 @@ impl RulePolicy {
                         source: best.map(|b| b.key.clone()).unwrap_or_default(),
                         loop_interrupted: false,
                         no_user: false,
+                        hide: false,
                     };
                 }
                 action = None;
@@ -246,6 +254,7 @@ impl RulePolicy {
             source: best.map_or_else(|| rasa_key(snippet_tail(states)), |b| b.key.clone()),
             loop_interrupted: interrupted,
             no_user: false,
+            hide: false,
         }
     }
 
@@ -260,6 +269,7 @@ impl RulePolicy {
                 source: format!("{DEFAULT_RULES}{intent}"),
                 loop_interrupted: false,
                 no_user: false,
+                hide: false,
             };
         }
         let active = t.active_loop_name();
@@ -273,6 +283,7 @@ impl RulePolicy {
                     source: format!("{LOOP_RULES}{l}"),
                     loop_interrupted: false,
                     no_user: true,
+                    hide: false,
                 };
             }
             return RulePrediction {
@@ -280,9 +291,12 @@ impl RulePolicy {
                 source: format!("{LOOP_RULES}{l} - {ACTION_LISTEN}"),
                 loop_interrupted: false,
                 no_user: true,
+                hide: false,
             };
         }
-        self.apply_rules(states, active)
+        let mut p = self.apply_rules(states, active);
+        p.hide = self.not_in_stories.contains(&p.source);
+        p
     }
 }
 
@@ -379,8 +393,12 @@ impl RulePolicy {
             }
         }
         let mut out = Vec::new();
+        let mut used: std::collections::BTreeSet<String> = Default::default();
         for t in rules.iter().chain(stories) {
             for c in self.walk(f, t, fallback) {
+                if !t.is_rule && c.predicted.as_deref() == Some(c.gold.as_str()) {
+                    used.insert(c.source.clone());
+                }
                 let CheckPoint {
                     predicted: pred,
                     gold,
@@ -418,6 +436,18 @@ impl RulePolicy {
                 break;
             }
         }
+        // Every rule source (learned, default intents, loops) that no story used.
+        let mut all: std::collections::BTreeSet<String> = sources.keys().cloned().collect();
+        all.extend(
+            DEFAULT_ACTION_MAPPINGS
+                .iter()
+                .map(|(i, _)| format!("{DEFAULT_RULES}{i}")),
+        );
+        for l in f.loops.iter() {
+            all.insert(format!("{LOOP_RULES}{l}"));
+            all.insert(format!("{LOOP_RULES}{l} - {ACTION_LISTEN}"));
+        }
+        self.not_in_stories = all.difference(&used).cloned().collect();
         out
     }
 

@@ -225,6 +225,9 @@ pub struct Featurizer {
     /// Entities of the domain (others do not enter the state).
     #[serde(default)]
     pub entities: BTreeSet<String>,
+    /// The domain's forms.
+    #[serde(default)]
+    pub loops: BTreeSet<String>,
     /// Slots and loops only rules use: the memoisation and trained policies do not see them.
     pub rule_only_slots: BTreeSet<String>,
     /// Loops only rules use.
@@ -282,6 +285,7 @@ impl Featurizer {
             slots,
             initial,
             entities: all,
+            loops: domain.forms.keys().cloned().collect(),
             intent_entities,
             rule_only_slots: BTreeSet::new(),
             rule_only_loops: BTreeSet::new(),
@@ -337,6 +341,7 @@ impl Featurizer {
         let mut cur = State::default();
         let mut states = Vec::new();
         let mut actions = Vec::new();
+        let mut hidden = Vec::new();
         let snapshot = |cur: &State, slots: &BTreeMap<String, Value>| {
             let mut s = cur.clone();
             s.slots = slots
@@ -369,9 +374,14 @@ impl Featurizer {
                     cur.entities = self.entity_labels(intent.as_deref(), &parse_data.entities);
                     cur.intent = intent;
                 }
-                Event::Action { name, .. } => {
+                Event::Action {
+                    name,
+                    hide_rule_turn,
+                    ..
+                } => {
                     states.push(snapshot(&cur, &slots));
                     actions.push(name.clone());
+                    hidden.push(*hide_rule_turn);
                     cur.prev_action = Some(name.clone());
                 }
                 Event::Slot { name, value, .. } if self.slots.contains_key(name) => {
@@ -389,8 +399,61 @@ impl Featurizer {
             }
         }
         states.push(snapshot(&cur, &slots));
+        if ml && hidden.iter().any(|h| *h) {
+            return hide_rule_turns(states, actions, &hidden);
+        }
         (states, actions)
     }
+}
+
+/// Rasa's `states_for_tracker_history` with `ignore_rule_only_turns`: the turns of rules that
+/// no story continues are left out of what the memoisation and trained policies see; a state
+/// after them takes the previous action and the user input of the last turn they saw.
+fn hide_rule_turns(
+    states: Vec<State>,
+    actions: Vec<String>,
+    hidden: &[bool],
+) -> (Vec<State>, Vec<String>) {
+    let mut out_states: Vec<State> = Vec::new();
+    let mut out_actions = Vec::new();
+    let mut last_ml_prev: Option<Option<String>> = None;
+    let mut turn_was_hidden = false;
+    for (k, st) in states.into_iter().enumerate() {
+        let hide = hidden.get(k).copied().unwrap_or(false);
+        if !turn_was_hidden {
+            last_ml_prev = Some(st.prev_action.clone());
+        }
+        // A loop's happy path does not change whether the turn is hidden.
+        let loop_happy = st.prev_action.is_some() && st.prev_action.as_deref() == st.loop_name();
+        if !loop_happy {
+            turn_was_hidden = hide;
+        }
+        if turn_was_hidden {
+            continue;
+        }
+        let mut s = st;
+        if !s.after_listen()
+            && let Some(last) = out_states.last()
+        {
+            if last.intent.is_none() && last.text.is_none() {
+                s.intent = None;
+                s.text = None;
+                s.entities.clear();
+            } else {
+                s.intent = last.intent.clone();
+                s.text = last.text.clone();
+                s.entities = last.entities.clone();
+            }
+        }
+        if let Some(p) = &last_ml_prev {
+            s.prev_action = p.clone();
+        }
+        out_states.push(s);
+        if let Some(a) = actions.get(k) {
+            out_actions.push(a.clone());
+        }
+    }
+    (out_states, out_actions)
 }
 
 /// The events that shape the state, as Rasa's `applied_events`: everything after the latest

@@ -31,6 +31,7 @@ pub fn action(name: &str) -> Event {
         name: name.to_owned(),
         policy: None,
         confidence: None,
+        hide_rule_turn: false,
         timestamp: 0.0,
     }
 }
