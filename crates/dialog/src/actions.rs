@@ -43,8 +43,85 @@ pub const DEFAULT_ACTIONS: &[&str] = &[
     "action_back",
     "action_llm_fallback",
     "action_knowledge",
+    "action_extract_slots",
+    "action_unlikely_intent",
     TWO_STAGE_FALLBACK,
 ];
+
+/// An action, resolved from its name once against the domain and `commands.yml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `action_listen`: wait for the user.
+    Listen,
+    /// `action_restart`: start over.
+    Restart,
+    /// `action_session_start`: a new session, slots carried over as the domain says.
+    SessionStart,
+    /// `action_default_fallback`: say `utter_default` and undo the user's message.
+    DefaultFallback,
+    /// `action_deactivate_loop`: end the active loop.
+    DeactivateLoop,
+    /// `action_back`: undo the latest user message and the turn before it.
+    Back,
+    /// `action_extract_slots` and `action_unlikely_intent`: nothing to do at this point.
+    Noop,
+    /// duet's fallback to the language model.
+    LlmFallback,
+    /// duet's answer from the knowledge base.
+    Knowledge,
+    /// Rasa's two-stage fallback loop.
+    TwoStageFallback,
+    /// A form of the domain.
+    Form(String),
+    /// A response of the domain (`utter_*`).
+    Response(String),
+    /// A retrieval action (`utter_faq` for the responses `utter_faq/*`).
+    Retrieval(String),
+    /// A command of `commands.yml`.
+    Command(String),
+    /// A custom action on the action server.
+    Custom(String),
+}
+
+impl Action {
+    /// What `name` is in this domain.
+    pub fn resolve(domain: &Domain, commands: &crate::commands::Commands, name: &str) -> Self {
+        // A default action the domain lists under `actions:` is the project's own, run on the
+        // action server (as Rasa overrides it); `action_listen` cannot be overridden.
+        if name != crate::tracker::ACTION_LISTEN
+            && DEFAULT_ACTIONS.contains(&name)
+            && domain.actions.iter().any(|a| a.name() == name)
+        {
+            return Self::Custom(name.to_owned());
+        }
+        match name {
+            crate::tracker::ACTION_LISTEN => Self::Listen,
+            "action_restart" => Self::Restart,
+            crate::tracker::ACTION_SESSION_START => Self::SessionStart,
+            "action_default_fallback" => Self::DefaultFallback,
+            "action_deactivate_loop" | "action_deactivate_form" => Self::DeactivateLoop,
+            "action_back" => Self::Back,
+            "action_extract_slots" | "action_unlikely_intent" => Self::Noop,
+            "action_llm_fallback" => Self::LlmFallback,
+            "action_knowledge" => Self::Knowledge,
+            TWO_STAGE_FALLBACK => Self::TwoStageFallback,
+            n if domain.forms.contains_key(n) => Self::Form(n.to_owned()),
+            n if domain.responses.contains_key(n) => Self::Response(n.to_owned()),
+            n if n.starts_with("utter_") && {
+                let prefix = format!("{n}/");
+                domain.responses.keys().any(|k| k.starts_with(&prefix))
+            } =>
+            {
+                Self::Retrieval(n.to_owned())
+            }
+            n if commands.commands.contains_key(n) => Self::Command(n.to_owned()),
+            n if n.starts_with("utter_") && !domain.actions.iter().any(|a| a.name() == n) => {
+                Self::Response(n.to_owned())
+            }
+            n => Self::Custom(n.to_owned()),
+        }
+    }
+}
 
 /// The loop that asks the user to confirm a guessed intent, then to rephrase.
 pub const TWO_STAGE_FALLBACK: &str = "action_two_stage_fallback";
@@ -57,7 +134,12 @@ pub fn fill_template(text: &str, slots: &BTreeMap<String, Value>) -> String {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
         match after.find('}') {
-            Some(j) if after[..j].chars().all(|c| c.is_alphanumeric() || c == '_') && j > 0 => {
+            Some(j)
+                if after[..j]
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+                    && j > 0 =>
+            {
                 let name = &after[..j];
                 match slots.get(name) {
                     Some(Value::String(s)) => out.push_str(s),

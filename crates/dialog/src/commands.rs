@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result, io};
@@ -34,48 +33,7 @@ pub const MAX_ARG: usize = 256;
 /// Most output read from a command.
 pub const MAX_OUTPUT: usize = 64 * 1024;
 
-/// An HTTP call.
-#[derive(Debug, Clone, Deserialize)]
-pub struct HttpCall {
-    /// `GET` or `POST`.
-    #[serde(default = "get")]
-    pub method: String,
-    /// The URL template.
-    pub url: String,
-}
-
-fn get() -> String {
-    "GET".into()
-}
-
-/// One declared command.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommandDecl {
-    /// The program (relative to the project folder, or absolute).
-    #[serde(default)]
-    pub program: Option<String>,
-    /// Argument templates.
-    #[serde(default)]
-    pub args: Vec<String>,
-    /// An HTTP call instead of a program.
-    #[serde(default)]
-    pub http: Option<HttpCall>,
-    /// Seconds before the command is stopped (default 5).
-    #[serde(default)]
-    pub timeout: Option<f64>,
-    /// The response to send afterwards.
-    #[serde(default)]
-    pub response: Option<String>,
-}
-
-/// `commands.yml`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Commands {
-    /// Action name to command.
-    #[serde(default)]
-    pub commands: BTreeMap<String, CommandDecl>,
-}
+pub use crate::project::{CommandDecl, Commands, HttpCall};
 
 /// A slot value made safe to pass: a string without control characters, at most [`MAX_ARG`]
 /// characters.

@@ -95,23 +95,7 @@ pub fn passages(source: &str, text: &str, max_words: usize) -> Vec<Passage> {
     out
 }
 
-/// Every file under `dir`, its subfolders included, sorted.
-pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).map_err(io(&d))? {
-            let p = e.map_err(io(&d))?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
-}
+pub use crate::project::files_under;
 
 /// The passages of every document under `dir`, in file order.
 pub fn read_dir(dir: &Path) -> Result<Vec<Passage>> {

@@ -47,6 +47,13 @@ fn state_features(s: &State) -> Vec<String> {
     if let Some(i) = &s.intent {
         f.push(format!("intent:{i}"));
     }
+    if let Some(t) = &s.text {
+        f.extend(
+            t.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(|w| format!("word:{}", w.to_lowercase())),
+        );
+    }
     f.extend(s.entities.iter().map(|e| format!("entity:{e}")));
     f.extend(s.slots.iter().map(|(k, v)| format!("slot:{k}={v}")));
     if let Some(l) = &s.active_loop {
@@ -237,6 +244,7 @@ mod tests {
         State {
             prev_action: Some(prev.into()),
             intent: Some(intent.into()),
+            text: None,
             entities: vec![],
             slots: slots
                 .iter()

@@ -8,6 +8,7 @@ pub mod actions;
 pub mod assistant;
 pub mod check;
 pub mod commands;
+pub mod duckling;
 mod error;
 pub mod knowledge;
 pub mod learned;

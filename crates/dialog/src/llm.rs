@@ -5,45 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::tracker::{Event, Tracker};
 
-/// `endpoints.yml` `llm:`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct LlmEndpoint {
-    /// Base URL of the API (`http://127.0.0.1:8080/v1`).
-    pub url: String,
-    /// The model name to ask for.
-    pub model: String,
-    /// The environment variable holding the API key (sent as a bearer token).
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    /// Seconds for the whole answer, retries included (default 10).
-    #[serde(default)]
-    pub timeout: Option<f64>,
-    /// Further tries after a connection error, 429 or 5xx (default 1).
-    #[serde(default)]
-    pub retries: Option<u32>,
-    /// Longest answer in tokens (default 128).
-    #[serde(default)]
-    pub max_tokens: Option<u32>,
-    /// Sampling temperature (default 0.7).
-    #[serde(default)]
-    pub temperature: Option<f64>,
-    /// The system prompt.
-    #[serde(default)]
-    pub system_prompt: Option<String>,
-    /// Recent messages sent along (default 6).
-    #[serde(default)]
-    pub history: Option<usize>,
-    /// Redact e-mail addresses, phone and card numbers, IPs and IDs before sending (default
-    /// true).
-    #[serde(default)]
-    pub redact: Option<bool>,
-}
+pub use crate::project::LlmEndpoint;
 
 const SYSTEM: &str = "You are a helpful assistant. Answer briefly and politely.";
 

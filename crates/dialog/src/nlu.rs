@@ -50,6 +50,9 @@ pub struct NluSettings {
     pub synonyms: BTreeMap<String, String>,
     /// Intents of the domain (payload intents are checked against them).
     pub intents: Vec<String>,
+    /// `DucklingEntityExtractor`'s settings, if the pipeline has one.
+    #[serde(default)]
+    pub duckling: Option<crate::duckling::DucklingSettings>,
 }
 
 /// A pretrained encoder to fine-tune, as `config.yml` names it.
@@ -86,6 +89,8 @@ pub const KNOWN_COMPONENTS: &[&str] = &[
     "RegexEntityExtractor",
     "EntitySynonymMapper",
     "FallbackClassifier",
+    "DucklingEntityExtractor",
+    "ResponseSelector",
     "DuetEncoderClassifier",
     "DuetEntityTagger",
     "DuetKnowledge",
@@ -176,13 +181,49 @@ fn recipe(choice: &EncoderChoice, out: &Path) -> duet_train::config::TrainSectio
     t
 }
 
+/// `RegexEntityExtractor`'s options in `config.yml` (Rasa's defaults when it lists none, or
+/// does not list the component: case-insensitive, regexes and lookup tables used).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RegexOptions {
+    /// Regexes match case as written.
+    pub case_sensitive: bool,
+    /// Entities from lookup tables.
+    pub use_lookup_tables: bool,
+    /// Entities from regexes.
+    pub use_regexes: bool,
+    /// Lookup entries match whole words only.
+    pub use_word_boundaries: bool,
+}
+
+impl RegexOptions {
+    /// Reads the options of `config.yml`'s `RegexEntityExtractor`.
+    pub fn of(p: &Project) -> Self {
+        let flag = |k: &str, default: bool| {
+            p.config
+                .setting("RegexEntityExtractor", k)
+                .and_then(Value::as_bool)
+                .unwrap_or(default)
+        };
+        Self {
+            case_sensitive: flag("case_sensitive", false),
+            use_lookup_tables: flag("use_lookup_tables", true),
+            use_regexes: flag("use_regexes", true),
+            use_word_boundaries: flag("use_word_boundaries", true),
+        }
+    }
+}
+
 /// Words of a lookup table or annotated values as one case-insensitive alternation.
-fn alternation(values: &[String]) -> String {
+fn alternation(values: &[String], word_boundaries: bool) -> String {
     let mut v: Vec<&String> = values.iter().collect();
     v.sort_by_key(|s| std::cmp::Reverse(s.len()));
     v.dedup();
     let alts: Vec<String> = v.iter().map(|s| regex::escape(s)).collect();
-    format!(r"(?i)\b(?:{})\b", alts.join("|"))
+    if word_boundaries {
+        format!(r"(?i)\b(?:{})\b", alts.join("|"))
+    } else {
+        format!(r"(?i)(?:{})", alts.join("|"))
+    }
 }
 
 impl Nlu {
@@ -300,6 +341,7 @@ impl Nlu {
                 Some((EntityTagger::load(&dir)?, dir))
             }
         };
+        let rx = RegexOptions::of(p);
         let mut patterns = Vec::new();
         let mut synonyms = BTreeMap::new();
         for n in &p.nlu {
@@ -309,7 +351,7 @@ impl Nlu {
                 .as_deref()
                 .map(|b| list_items(b).collect())
                 .unwrap_or_default();
-            if let Some(name) = &n.item.regex {
+            if let Some(name) = n.item.regex.as_ref().filter(|_| rx.use_regexes) {
                 for r in &items {
                     Regex::new(r).map_err(|e| {
                         Error::Invalid(vec![format!(
@@ -319,12 +361,16 @@ impl Nlu {
                     })?;
                     patterns.push(EntityPattern {
                         entity: name.clone(),
-                        pattern: r.clone(),
+                        pattern: if rx.case_sensitive {
+                            r.clone()
+                        } else {
+                            format!("(?i){r}")
+                        },
                         source: "RegexEntityExtractor".into(),
                     });
                 }
             }
-            if let Some(name) = &n.item.lookup {
+            if let Some(name) = n.item.lookup.as_ref().filter(|_| rx.use_lookup_tables) {
                 annotated
                     .entry(name.clone())
                     .or_default()
@@ -342,7 +388,7 @@ impl Nlu {
         for (entity, values) in annotated {
             patterns.push(EntityPattern {
                 entity,
-                pattern: alternation(&values),
+                pattern: alternation(&values, rx.use_word_boundaries),
                 source: "lookup".into(),
             });
         }
@@ -358,6 +404,7 @@ impl Nlu {
                 patterns,
                 synonyms,
                 intents: p.domain.intent_names(),
+                duckling: crate::duckling::DucklingSettings::of(&p.config),
             },
         )?;
         nlu.classifier_dir = classifier_dir;
@@ -533,7 +580,12 @@ impl Nlu {
                     source.to_owned()
                 }),
                 role: None,
+                additional_info: None,
             });
+        }
+        // Duckling's entities come beside the others (Rasa keeps every extractor's).
+        if let Some(d) = &self.settings.duckling {
+            out.extend(d.extract(text));
         }
         out
     }
@@ -559,6 +611,7 @@ impl Nlu {
                 end: None,
                 extractor: None,
                 role: None,
+                additional_info: None,
             })
             .collect();
         let intent = Intent {

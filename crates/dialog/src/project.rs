@@ -318,18 +318,22 @@ pub struct NluItem {
     pub examples: Option<String>,
 }
 
-/// A training-data file: any of `nlu:`, `stories:`, `rules:`.
+/// A training-data file: any of `nlu:`, `stories:`, `rules:` (a key with nothing under it
+/// is an empty list).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct DataFile {
     /// NLU data.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_empty")]
     pub nlu: Vec<NluItem>,
     /// Stories.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_empty")]
     pub stories: Vec<Story>,
     /// Rules.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_empty")]
     pub rules: Vec<Rule>,
+    /// Responses (Rasa lets training data carry the responses of retrieval intents).
+    #[serde(default)]
+    pub responses: BTreeMap<String, Vec<ResponseVariant>>,
     /// Everything else.
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
@@ -363,6 +367,104 @@ impl Config {
     }
 }
 
+/// `endpoints.yml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Endpoints {
+    /// The action server.
+    #[serde(default)]
+    pub action_endpoint: Option<ActionEndpoint>,
+    /// The language model for answers no rule or story has.
+    #[serde(default)]
+    pub llm: Option<LlmEndpoint>,
+}
+
+/// Where custom actions run.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ActionEndpoint {
+    /// The webhook URL (`http://localhost:5055/webhook`).
+    pub url: String,
+    /// Seconds to wait for an answer (default 10).
+    #[serde(default)]
+    pub timeout: Option<f64>,
+}
+
+/// `endpoints.yml` `llm:`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LlmEndpoint {
+    /// Base URL of the API (`http://127.0.0.1:8080/v1`).
+    pub url: String,
+    /// The model name to ask for.
+    pub model: String,
+    /// The environment variable holding the API key (sent as a bearer token).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Seconds for the whole answer, retries included (default 10).
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// Further tries after a connection error, 429 or 5xx (default 1).
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Longest answer in tokens (default 128).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature (default 0.7).
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// The system prompt.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// Recent messages sent along (default 6).
+    #[serde(default)]
+    pub history: Option<usize>,
+    /// Redact e-mail addresses, phone and card numbers, IPs and IDs before sending (default
+    /// true).
+    #[serde(default)]
+    pub redact: Option<bool>,
+}
+
+/// An HTTP call.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpCall {
+    /// `GET` or `POST`.
+    #[serde(default = "get")]
+    pub method: String,
+    /// The URL template.
+    pub url: String,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+/// One declared command.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandDecl {
+    /// The program (relative to the project folder, or absolute).
+    #[serde(default)]
+    pub program: Option<String>,
+    /// Argument templates.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// An HTTP call instead of a program.
+    #[serde(default)]
+    pub http: Option<HttpCall>,
+    /// Seconds before the command is stopped (default 5).
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// The response to send afterwards.
+    #[serde(default)]
+    pub response: Option<String>,
+}
+
+/// `commands.yml`: programs and HTTP calls the assistant may run (see [`crate::commands`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Commands {
+    /// Action name to command.
+    #[serde(default)]
+    pub commands: BTreeMap<String, CommandDecl>,
+}
+
 /// Items of a file, kept with the file they came from.
 #[derive(Debug, Clone)]
 pub struct InFile<T> {
@@ -392,9 +494,9 @@ pub struct Project {
     /// Test stories.
     pub tests: Vec<InFile<Story>>,
     /// `endpoints.yml` (the action server).
-    pub endpoints: crate::remote::Endpoints,
+    pub endpoints: Endpoints,
     /// `commands.yml`: programs and HTTP calls the assistant may run.
-    pub commands: crate::commands::Commands,
+    pub commands: Commands,
     /// The domain as JSON, as action servers receive it.
     pub domain_json: Value,
     /// Files that training depends on, for the model's fingerprint.
@@ -403,19 +505,34 @@ pub struct Project {
     pub warnings: Vec<String>,
 }
 
-/// Deserialises a YAML file.
+/// Deserialises a YAML file as Rasa reads it: YAML 1.2, so `yes`, `no`, `on` and `off` are
+/// strings, only `true` and `false` booleans.
 pub fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
-    if text.trim().is_empty() {
-        return serde_saphyr::from_str::<T>("{}").map_err(|e| Error::Yaml {
-            file: path.to_path_buf(),
-            message: e.to_string(),
-        });
-    }
-    serde_saphyr::from_str(&text).map_err(|e| Error::Yaml {
+    let text = if text.trim().is_empty() { "{}" } else { &text };
+    let options = serde_saphyr::options! { strict_booleans: true };
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| Error::Yaml {
         file: path.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+/// Every file under `dir`, its subfolders included, sorted.
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(io(&d))? {
+            let p = e.map_err(io(&d))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// YAML files under `dir`, recursively, sorted.
@@ -480,13 +597,13 @@ impl Project {
             Config::default()
         };
         let endpoints_file = dir.join("endpoints.yml");
-        let endpoints: crate::remote::Endpoints = if endpoints_file.is_file() {
+        let endpoints: Endpoints = if endpoints_file.is_file() {
             read_yaml(&endpoints_file)?
         } else {
             Default::default()
         };
         let commands_file = dir.join("commands.yml");
-        let commands: crate::commands::Commands = if commands_file.is_file() {
+        let commands: Commands = if commands_file.is_file() {
             files.push(commands_file.clone());
             read_yaml(&commands_file)?
         } else {
@@ -510,12 +627,26 @@ impl Project {
                 file: f.clone(),
                 item,
             }));
+            // Responses in training data join the domain's (and the domain the action server
+            // sees).
+            if !d.responses.is_empty()
+                && let Value::Object(m) = read_yaml::<Value>(&f)?
+                && let Some(Value::Object(r)) = m.get("responses")
+            {
+                let entry = domain_json
+                    .entry("responses")
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                if let Value::Object(all) = entry {
+                    all.extend(r.clone());
+                }
+            }
+            domain.responses.extend(d.responses);
             files.push(f);
         }
         // The knowledge base's documents are training data too.
         let kdir = dir.join("knowledge");
         if kdir.is_dir() {
-            files.extend(crate::knowledge::files_under(&kdir)?);
+            files.extend(files_under(&kdir)?);
         }
         let mut tests = Vec::new();
         for f in yaml_files(&dir.join("tests"))? {
@@ -585,9 +716,9 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>
     Value::deserialize(d).map(Some)
 }
 
-/// `pipeline:` with nothing under it is an empty list.
-fn null_is_empty<'de, D: Deserializer<'de>>(
+/// A list key with nothing under it (`pipeline:`, `stories:`) is an empty list.
+fn null_is_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
-) -> std::result::Result<Vec<BTreeMap<String, Value>>, D::Error> {
-    Ok(Option::<Vec<BTreeMap<String, Value>>>::deserialize(d)?.unwrap_or_default())
+) -> std::result::Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }

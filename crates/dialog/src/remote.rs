@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
@@ -13,26 +12,7 @@ use crate::tracker::{Event, Tracker};
 /// The Rasa version duet speaks for (the SDK checks compatibility against it).
 pub const RASA_VERSION: &str = "3.6.21";
 
-/// `endpoints.yml`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Endpoints {
-    /// The action server.
-    #[serde(default)]
-    pub action_endpoint: Option<ActionEndpoint>,
-    /// The language model for answers no rule or story has.
-    #[serde(default)]
-    pub llm: Option<crate::llm::LlmEndpoint>,
-}
-
-/// Where custom actions run.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ActionEndpoint {
-    /// The webhook URL (`http://localhost:5055/webhook`).
-    pub url: String,
-    /// Seconds to wait for an answer (default 10).
-    #[serde(default)]
-    pub timeout: Option<f64>,
-}
+pub use crate::project::{ActionEndpoint, Endpoints};
 
 /// What an action server answered.
 #[derive(Debug, Clone, Default)]
@@ -45,10 +25,21 @@ pub struct ActionResult {
 
 /// The tracker as the SDK reads it.
 pub fn tracker_json(t: &Tracker) -> Value {
+    // Rasa sends an empty message, not `null`, before the user has spoken.
+    let latest = t.latest_message.as_ref().map_or_else(
+        || json!({"intent": {}, "entities": [], "text": null, "message_id": null, "metadata": {}}),
+        |m| json!(m),
+    );
+    let latest_action = t
+        .latest_action_name
+        .as_ref()
+        .map_or_else(|| json!({}), |n| json!({"action_name": n}));
     json!({
         "sender_id": t.sender_id,
         "slots": t.slots,
-        "latest_message": t.latest_message,
+        "latest_message": latest,
+        "latest_action": latest_action,
+        "latest_event_time": t.last_timestamp(),
         "events": t.events,
         "paused": false,
         "followup_action": t.followup_action,

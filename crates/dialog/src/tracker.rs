@@ -25,6 +25,9 @@ pub struct Entity {
     /// The entity's role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// What the extractor knows beyond the value (Duckling's whole answer: unit, grain, type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_info: Option<Value>,
 }
 
 /// An intent and its confidence.
@@ -105,6 +108,10 @@ pub enum Event {
         /// The policy's confidence.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         confidence: Option<f64>,
+        /// A turn only rules know: the memoisation and trained policies do not see it (Rasa's
+        /// `hide_rule_turn`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        hide_rule_turn: bool,
         /// Seconds since the epoch.
         #[serde(default, deserialize_with = "timestamp")]
         timestamp: f64,
@@ -159,6 +166,25 @@ pub enum Event {
         #[serde(default, deserialize_with = "timestamp")]
         timestamp: f64,
     },
+    /// A loop (form) refused to run: nothing it could use was in the latest message (Rasa's
+    /// `ActionExecutionRejected`); the policies choose again.
+    #[serde(rename = "action_execution_rejected")]
+    Rejected {
+        /// The action that refused.
+        name: String,
+        /// Seconds since the epoch.
+        #[serde(default, deserialize_with = "timestamp")]
+        timestamp: f64,
+    },
+    /// The active loop is coming back after an unhappy path and must not validate the latest
+    /// message (Rasa's `LoopInterrupted`).
+    LoopInterrupted {
+        /// Whether the loop was interrupted.
+        is_interrupted: bool,
+        /// Seconds since the epoch.
+        #[serde(default, deserialize_with = "timestamp")]
+        timestamp: f64,
+    },
 }
 
 /// A timestamp that may be `null` (the SDK sends `null` for events it makes).
@@ -188,6 +214,12 @@ pub struct Tracker {
     pub latest_action_name: Option<String>,
     /// An action forced to run next.
     pub followup_action: Option<String>,
+    /// The active loop refused to run since the latest time it ran.
+    #[serde(default)]
+    pub loop_rejected: bool,
+    /// The active loop comes back after an unhappy path.
+    #[serde(default)]
+    pub loop_interrupted: bool,
     /// Initial slot values (for resets).
     #[serde(skip)]
     initial: BTreeMap<String, Value>,
@@ -204,6 +236,8 @@ impl Tracker {
             active_loop: None,
             latest_action_name: None,
             followup_action: None,
+            loop_rejected: false,
+            loop_interrupted: false,
             initial,
         }
     }
@@ -230,17 +264,37 @@ impl Tracker {
                 if self.followup_action.as_deref() == Some(name) {
                     self.followup_action = None;
                 }
+                self.loop_interrupted = false;
+                if self.active_loop.as_deref() == Some(name) {
+                    self.loop_rejected = false;
+                }
+            }
+            Event::Rejected { name, .. } => {
+                if self.active_loop.as_deref() == Some(name) {
+                    self.loop_rejected = true;
+                }
+            }
+            Event::LoopInterrupted { is_interrupted, .. } => {
+                if self.active_loop.is_some() {
+                    self.loop_interrupted = *is_interrupted;
+                }
             }
             Event::Slot { name, value, .. } => {
                 self.slots.insert(name.clone(), value.clone());
             }
-            Event::ActiveLoop { name, .. } => self.active_loop = name.clone(),
+            Event::ActiveLoop { name, .. } => {
+                self.active_loop = name.clone();
+                self.loop_rejected = false;
+                self.loop_interrupted = false;
+            }
             Event::Restart { .. } => {
                 self.slots = self.initial.clone();
                 self.latest_message = None;
                 self.active_loop = None;
                 self.latest_action_name = None;
                 self.followup_action = None;
+                self.loop_rejected = false;
+                self.loop_interrupted = false;
             }
             Event::ResetSlots { .. } => self.slots = self.initial.clone(),
             Event::Followup { name, .. } => self.followup_action = Some(name.clone()),
@@ -254,10 +308,23 @@ impl Tracker {
             events.pop();
             if let Some(i) = events.iter().rposition(|e| matches!(e, Event::User { .. })) {
                 events.truncate(i);
+                // The `action_listen` that waited for the undone message goes too (Rasa's
+                // `UserUtteranceReverted`).
+                if matches!(events.last(), Some(Event::Action { name, .. }) if name == ACTION_LISTEN)
+                {
+                    events.pop();
+                }
             }
             let rebuilt = Self::from_events(&self.sender_id, self.initial.clone(), events);
             *self = rebuilt;
         }
+    }
+
+    /// The active loop, if any (a rule's "no loop" marker counts as none, as in Rasa).
+    pub fn active_loop_name(&self) -> Option<&str> {
+        self.active_loop
+            .as_deref()
+            .filter(|n| *n != crate::policy::SHOULD_NOT_BE_SET)
     }
 
     /// The events since the latest restart or session start.

@@ -191,7 +191,9 @@ fn two_stage_fallback_confirms_then_asks_to_rephrase() -> Result<()> {
     let dir = starter(tmp.path())?;
     std::fs::write(
         dir.join("config.yml"),
-        "pipeline:\n  - name: FallbackClassifier\n    threshold: 0.7\npolicies:\n  - name: MemoizationPolicy\n  - name: RulePolicy\n",
+        // Augmented memoisation: the greeting after an earlier greeting is in no story, and
+        // Rasa's plain memoisation would not answer it either.
+        "pipeline:\n  - name: FallbackClassifier\n    threshold: 0.7\npolicies:\n  - name: AugmentedMemoizationPolicy\n  - name: RulePolicy\n",
     )?;
     std::fs::write(
         dir.join("data/fallback.yml"),

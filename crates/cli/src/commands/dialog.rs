@@ -55,6 +55,16 @@ pub struct DialogArgs {
     /// `test`: where the reports are written (default: PROJECT/results).
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// `test`: also check NLU's intent and entities for each `user:` text (as `rasa test --e2e`).
+    #[arg(long)]
+    pub e2e: bool,
+    /// `test`: stop at the first wrong prediction.
+    #[arg(long)]
+    pub fail_on_prediction_errors: bool,
+    /// `test`: also measure held-out story prediction over this many folds of the stories
+    /// (0: none), with and without the trained policy.
+    #[arg(long, default_value_t = 0)]
+    pub heldout: usize,
 }
 
 fn model_dir(a: &DialogArgs) -> PathBuf {
@@ -110,7 +120,21 @@ pub fn run(cmd: DialogCommand) -> Result<()> {
         DialogCommand::Test(a) => {
             let p = load(&a.project)?;
             let assistant = Assistant::load(&p, &model_dir(&a))?;
-            let results = check::run_tests(&assistant, &p);
+            let opts = check::TestOptions {
+                e2e: a.e2e,
+                fail_on_prediction_errors: a.fail_on_prediction_errors,
+            };
+            let results = check::run_tests_with(&assistant, &p, opts);
+            if a.fail_on_prediction_errors
+                && let Some(r) = results.iter().find(|r| !r.passed)
+            {
+                bail!(
+                    "story {:?} ({}): {}",
+                    r.story,
+                    r.at,
+                    r.failure.as_deref().unwrap_or("")
+                );
+            }
             let dir = a
                 .results
                 .clone()
@@ -142,6 +166,26 @@ pub fn run(cmd: DialogCommand) -> Result<()> {
                     cv.entities.micro.precision,
                     cv.entities.micro.recall,
                     cv.entities.micro.f1
+                );
+            }
+            if a.heldout > 0 {
+                let h = check::policy_held_out(&p, a.heldout)?;
+                std::fs::write(
+                    dir.join("policy_heldout.json"),
+                    serde_json::to_string_pretty(&h)? + "\n",
+                )
+                .with_context(|| {
+                    format!("writing {}", dir.join("policy_heldout.json").display())
+                })?;
+                say!(
+                    "held-out stories ({} folds over {} stories): {} actions; right with the trained policy {} ({:.4}), without {} ({:.4})",
+                    h.folds,
+                    h.stories,
+                    h.actions,
+                    h.right_with_learned,
+                    h.right_with_learned as f64 / h.actions.max(1) as f64,
+                    h.right_without_learned,
+                    h.right_without_learned as f64 / h.actions.max(1) as f64
                 );
             }
             for r in results.iter().filter(|r| !r.passed) {
