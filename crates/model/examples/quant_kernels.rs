@@ -8,18 +8,36 @@ use std::time::Instant;
 use duet_model::quant::{Acts, GgmlType, Isa, QMatrix, pool::Pool};
 
 fn main() {
-    let threads = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let threads = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let pool = Pool::new(threads);
     println!("isa {}, {} threads", Isa::detect().name(), pool.threads());
-    let copies: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(64);
+    let copies: usize = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
     let rows = 1536;
-    let x: Vec<f32> = (0..rows * 1536).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
-    for t in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::F16] {
+    let x: Vec<f32> = (0..rows * 1536)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    for t in [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+        GgmlType::F16,
+    ] {
         let cols = if t.block().0 == 256 { 1536 } else { 576 };
         let x = &x[..rows * cols];
         let w = QMatrix::quantize(t, rows, cols, x).expect("quantize");
         // COPIES copies (default 64: ~40-120 MB, past the caches; 1: in the L2 cache).
-        let ws: Vec<QMatrix> = (0..copies).map(|_| QMatrix::from_bytes(t, rows, cols, w.bytes().to_vec()).expect("copy")).collect();
+        let ws: Vec<QMatrix> = (0..copies)
+            .map(|_| QMatrix::from_bytes(t, rows, cols, w.bytes().to_vec()).expect("copy"))
+            .collect();
         for n in [1usize, 64] {
             let acts = Acts::quantize(w.act_kind(), &x[..n * cols], cols);
             let mut out = vec![0f32; n * rows];

@@ -22,7 +22,7 @@ pub const UBATCH: usize = 512;
 #[derive(Debug, Clone)]
 pub enum Lm {
     /// f32 weights on candle.
-    Candle(Gpt),
+    Candle(Box<Gpt>),
     /// Quantized weights from a GGUF file, and the threads that run them.
     Gguf(Arc<qlm::Model>),
 }
@@ -75,7 +75,10 @@ pub struct LoadedLm {
 
 /// Whether `path` names a GGUF file (by its extension or its magic number).
 pub fn is_gguf(path: &Path) -> bool {
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
         return true;
     }
     path.is_file()
@@ -92,8 +95,8 @@ impl LoadedLm {
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         if is_gguf(path) {
             let file = GgufFile::open(path)?;
-            let tokenizer = crate::gguf::tokenizer::from_metadata(&file.metadata)
-                .map_err(|e| Error::Gguf {
+            let tokenizer =
+                crate::gguf::tokenizer::from_metadata(&file.metadata).map_err(|e| Error::Gguf {
                     path: path.to_path_buf(),
                     message: e.to_string(),
                 })?;
@@ -115,7 +118,7 @@ impl LoadedLm {
             })
         } else {
             Ok(Self {
-                lm: Lm::Candle(crate::load_gpt(path, device)?),
+                lm: Lm::Candle(Box::new(crate::load_gpt(path, device)?)),
                 tokenizer: crate::load_tokenizer(path)?,
                 gguf: None,
             })
@@ -185,7 +188,11 @@ impl Lm {
                 let mut last = Vec::new();
                 let chunks: Vec<&[u32]> = ids.chunks(UBATCH).collect();
                 for (i, chunk) in chunks.iter().enumerate() {
-                    let want: &[usize] = if i + 1 == chunks.len() { &[chunk.len() - 1] } else { &[] };
+                    let want: &[usize] = if i + 1 == chunks.len() {
+                        &[chunk.len() - 1]
+                    } else {
+                        &[]
+                    };
                     let seqs = vec![0; chunk.len()];
                     last = m.forward(chunk, &seqs, &mut [c], want, Self::pool())?;
                 }
@@ -199,7 +206,11 @@ impl Lm {
     /// the logits, one row of [`Lm::vocab`] per sequence.
     pub fn decode(&self, tokens: &[u32], caches: &mut [&mut LmCache]) -> Result<Vec<f32>> {
         if tokens.len() != caches.len() {
-            return Err(Error::Invalid(format!("{} tokens for {} caches", tokens.len(), caches.len())));
+            return Err(Error::Invalid(format!(
+                "{} tokens for {} caches",
+                tokens.len(),
+                caches.len()
+            )));
         }
         match self {
             Self::Candle(m) => {
@@ -207,7 +218,9 @@ impl Lm {
                     .iter_mut()
                     .map(|c| match &mut **c {
                         LmCache::Candle(c) => Ok(c),
-                        LmCache::Gguf(_) => Err(Error::Invalid("a GGUF cache for a candle model".into())),
+                        LmCache::Gguf(_) => {
+                            Err(Error::Invalid("a GGUF cache for a candle model".into()))
+                        }
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let l = m.decode_step(tokens, &mut cs)?;
@@ -218,7 +231,9 @@ impl Lm {
                     .iter_mut()
                     .map(|c| match &mut **c {
                         LmCache::Gguf(c) => Ok(c),
-                        LmCache::Candle(_) => Err(Error::Invalid("a candle cache for a GGUF model".into())),
+                        LmCache::Candle(_) => {
+                            Err(Error::Invalid("a candle cache for a GGUF model".into()))
+                        }
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let seqs: Vec<usize> = (0..tokens.len()).collect();

@@ -57,9 +57,17 @@ fn smollm2_prompts_tokenize_and_continue_as_in_llama_cpp() -> Result<()> {
     let loaded = LoadedLm::load(&path, &candle_core::Device::Cpu)?;
     let mut eog = loaded.stop_ids();
     eog.sort_unstable();
-    assert_eq!(eog, [0, 2, 4], "the end-of-generation tokens llama.cpp reports");
+    assert_eq!(
+        eog,
+        [0, 2, 4],
+        "the end-of-generation tokens llama.cpp reports"
+    );
     let goldens = goldens()?;
-    assert!(goldens.len() >= 100, "the golden file has {} prompts", goldens.len());
+    assert!(
+        goldens.len() >= 100,
+        "the golden file has {} prompts",
+        goldens.len()
+    );
     let (mut same, mut report) = (0, Vec::new());
     for g in &goldens {
         let ids = loaded
@@ -68,7 +76,11 @@ fn smollm2_prompts_tokenize_and_continue_as_in_llama_cpp() -> Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .get_ids()
             .to_vec();
-        assert_eq!(ids, g.prompt_ids, "{}: token ids differ from llama.cpp's", g.id);
+        assert_eq!(
+            ids, g.prompt_ids,
+            "{}: token ids differ from llama.cpp's",
+            g.id
+        );
         let mut cache = loaded.lm.new_cache();
         let mut logits = loaded.lm.prefill(&ids, &mut cache)?;
         let mut ours = Vec::new();
@@ -100,7 +112,10 @@ fn smollm2_prompts_tokenize_and_continue_as_in_llama_cpp() -> Result<()> {
             same += 1;
         }
     }
-    eprintln!("{same} of {} greedy continuations equal llama.cpp's", goldens.len());
+    eprintln!(
+        "{same} of {} greedy continuations equal llama.cpp's",
+        goldens.len()
+    );
     for r in &report {
         eprintln!("  {r}");
     }

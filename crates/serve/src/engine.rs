@@ -405,7 +405,8 @@ impl Worker {
             return;
         }
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let mut caches: Vec<&mut LmCache> = slots.iter_mut().map(|s| &mut s.seq.cache).collect();
+            let mut caches: Vec<&mut LmCache> =
+                slots.iter_mut().map(|s| &mut s.seq.cache).collect();
             self.model.decode(&tokens, &mut caches)
         }));
         self.metrics.decode_steps.inc();

@@ -172,7 +172,8 @@ pub fn load(cfg: &ServeConfig) -> Result<Arc<AppState>> {
                         Some(g) => match &g.chat_template {
                             Some(src) => {
                                 let text = |id: Option<u32>| {
-                                    id.and_then(|i| tokenizer.id_to_token(i)).unwrap_or_default()
+                                    id.and_then(|i| tokenizer.id_to_token(i))
+                                        .unwrap_or_default()
                                 };
                                 ChatTemplate::new(
                                     src.clone(),

@@ -166,7 +166,8 @@ pub fn eval_lm(
     if data.tokenizer.is_none() {
         data.tokenizer = if loaded.gguf.is_some() {
             // The tokenizer of a GGUF file lives in its metadata: write it out for encoding.
-            std::fs::create_dir_all(scratch).map_err(|e| Error::Config(format!("{}: {e}", scratch.display())))?;
+            std::fs::create_dir_all(scratch)
+                .map_err(|e| Error::Config(format!("{}: {e}", scratch.display())))?;
             let path = scratch.join("tokenizer.json");
             loaded
                 .tokenizer
@@ -214,10 +215,18 @@ pub fn eval_lm(
                 for r in 0..b.batch {
                     let ids = &b.inputs[r * b.seq_len..(r + 1) * b.seq_len];
                     let logits = lm.score(ids)?;
-                    for (p, &y) in b.targets[r * b.seq_len..(r + 1) * b.seq_len].iter().enumerate() {
+                    for (p, &y) in b.targets[r * b.seq_len..(r + 1) * b.seq_len]
+                        .iter()
+                        .enumerate()
+                    {
                         let row = &logits[p * v..(p + 1) * v];
                         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                        let lse = max as f64 + row.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln();
+                        let lse = max as f64
+                            + row
+                                .iter()
+                                .map(|&l| ((l - max) as f64).exp())
+                                .sum::<f64>()
+                                .ln();
                         total += lse - row[y as usize] as f64;
                     }
                 }

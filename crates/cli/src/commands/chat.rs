@@ -36,7 +36,10 @@ pub struct LmChatOptions {
 pub fn is_chat_model(path: &Path) -> bool {
     duet_model::lm::is_gguf(path)
         || (path.join("config.json").is_file()
-            && matches!(duet_model::model_kind(path), Ok(duet_model::ModelKind::Decoder)))
+            && matches!(
+                duet_model::model_kind(path),
+                Ok(duet_model::ModelKind::Decoder)
+            ))
 }
 
 /// The chat template of a loaded model: the GGUF file's, the directory's, or the built-in one.
@@ -44,7 +47,10 @@ pub fn template_of(loaded: &LoadedLm, path: &Path) -> Result<ChatTemplate> {
     Ok(match &loaded.gguf {
         Some(g) => match &g.chat_template {
             Some(src) => {
-                let text = |id: Option<u32>| id.and_then(|i| loaded.tokenizer.id_to_token(i)).unwrap_or_default();
+                let text = |id: Option<u32>| {
+                    id.and_then(|i| loaded.tokenizer.id_to_token(i))
+                        .unwrap_or_default()
+                };
                 ChatTemplate::new(
                     src.clone(),
                     &format!("{}: tokenizer.chat_template", path.display()),
@@ -65,7 +71,11 @@ pub fn run(path: &Path, o: &LmChatOptions) -> Result<()> {
         .with_context(|| format!("loading {}", path.display()))?;
     let template = template_of(&loaded, path)?;
     let mut stop_ids = loaded.stop_ids();
-    stop_ids.extend(["<|im_end|>", "<|eot_id|>", "</s>", "<|endoftext|>"].iter().filter_map(|t| loaded.tokenizer.token_to_id(t)));
+    stop_ids.extend(
+        ["<|im_end|>", "<|eot_id|>", "</s>", "<|endoftext|>"]
+            .iter()
+            .filter_map(|t| loaded.tokenizer.token_to_id(t)),
+    );
     let stops: Vec<String> = if template.is_builtin() {
         BUILTIN_STOPS.iter().map(|s| (*s).to_owned()).collect()
     } else {
@@ -79,7 +89,11 @@ pub fn run(path: &Path, o: &LmChatOptions) -> Result<()> {
     };
     let mut messages = opening();
     let mut out = std::io::stdout();
-    eprintln!("{} — {}; /reset starts over, /quit leaves", path.display(), loaded.lm.describe());
+    eprintln!(
+        "{} — {}; /reset starts over, /quit leaves",
+        path.display(),
+        loaded.lm.describe()
+    );
     write!(out, "you> ")?;
     out.flush()?;
     let mut turn = 0u64;
@@ -104,7 +118,9 @@ pub fn run(path: &Path, o: &LmChatOptions) -> Result<()> {
         messages.push(json!({"role": "user", "content": text}));
         // Forget the oldest turns when the conversation outgrows the context.
         let ids = loop {
-            let prompt = template.render(&messages).map_err(|e| anyhow::anyhow!("chat template: {e}"))?;
+            let prompt = template
+                .render(&messages)
+                .map_err(|e| anyhow::anyhow!("chat template: {e}"))?;
             let ids = loaded
                 .tokenizer
                 .encode(prompt.as_str(), loaded.gguf.is_some())
@@ -112,13 +128,18 @@ pub fn run(path: &Path, o: &LmChatOptions) -> Result<()> {
                 .get_ids()
                 .to_vec();
             let first_turn = usize::from(o.system.is_some());
-            if ids.len() + o.max_new_tokens <= loaded.lm.context() || messages.len() <= first_turn + 1 {
+            if ids.len() + o.max_new_tokens <= loaded.lm.context()
+                || messages.len() <= first_turn + 1
+            {
                 break ids;
             }
             messages.remove(first_turn);
         };
         if ids.len() >= loaded.lm.context() {
-            bail!("the message alone is longer than the model's context of {}", loaded.lm.context());
+            bail!(
+                "the message alone is longer than the model's context of {}",
+                loaded.lm.context()
+            );
         }
         let params = SamplingParams {
             max_new_tokens: o.max_new_tokens,
@@ -133,15 +154,22 @@ pub fn run(path: &Path, o: &LmChatOptions) -> Result<()> {
         write!(out, "bot> ")?;
         out.flush()?;
         let mut io_err = None;
-        let g = generate::generate(&loaded.lm, &loaded.tokenizer, &ids, &params, &mut |t| {
-            match write!(std::io::stdout(), "{t}").and_then(|_| std::io::stdout().flush()) {
-                Ok(()) => true,
-                Err(e) => {
-                    io_err = Some(e);
-                    false
-                }
-            }
-        })?;
+        let g =
+            generate::generate(
+                &loaded.lm,
+                &loaded.tokenizer,
+                &ids,
+                &params,
+                &mut |t| match write!(std::io::stdout(), "{t}")
+                    .and_then(|_| std::io::stdout().flush())
+                {
+                    Ok(()) => true,
+                    Err(e) => {
+                        io_err = Some(e);
+                        false
+                    }
+                },
+            )?;
         if let Some(e) = io_err {
             return Err(e.into());
         }

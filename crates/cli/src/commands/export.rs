@@ -23,6 +23,9 @@ pub fn run(a: ExportArgs) -> Result<()> {
     let f = GgufFile::open(&a.model)?;
     duet_model::gguf::convert::export_hf(&f, &a.out)
         .with_context(|| format!("exporting {} to {}", a.model.display(), a.out.display()))?;
-    say!("{}: config.json, model.safetensors (f32), tokenizer.json, tokenizer_config.json", a.out.display());
+    say!(
+        "{}: config.json, model.safetensors (f32), tokenizer.json, tokenizer_config.json",
+        a.out.display()
+    );
     Ok(())
 }

@@ -75,10 +75,7 @@ pub struct InspectArgs {
 }
 
 /// The grammar `--regex` or `--grammar` asks for, if any.
-fn constraint(
-    a: &GenerateArgs,
-    loaded: &LoadedLm,
-) -> Result<Option<duet_serve::grammar::Matcher>> {
+fn constraint(a: &GenerateArgs, loaded: &LoadedLm) -> Result<Option<duet_serve::grammar::Matcher>> {
     if a.regex.is_none() && a.grammar.is_none() {
         return Ok(None);
     }
@@ -149,8 +146,8 @@ fn constrained(
 /// Streams a generation to standard output.
 pub fn generate(a: GenerateArgs) -> Result<()> {
     let dev = candle_core::Device::Cpu;
-    let loaded = LoadedLm::load(&a.model, &dev)
-        .with_context(|| format!("loading {}", a.model.display()))?;
+    let loaded =
+        LoadedLm::load(&a.model, &dev).with_context(|| format!("loading {}", a.model.display()))?;
     let (model, tok) = (&loaded.lm, &loaded.tokenizer);
     let prompt = if a.prompt == "-" {
         let mut s = String::new();
@@ -267,14 +264,25 @@ fn inspect_gguf(path: &std::path::Path) -> Result<()> {
     say!("architecture: {} decoder", cfg.arch.name());
     say!(
         "shape:        {} layers, {} hidden, {} heads ({} key/value, width {}), mlp {}, context {}, vocab {}",
-        cfg.layers, cfg.embd, cfg.heads, cfg.kv_heads, cfg.head_dim, cfg.ff, cfg.context, cfg.vocab
+        cfg.layers,
+        cfg.embd,
+        cfg.heads,
+        cfg.kv_heads,
+        cfg.head_dim,
+        cfg.ff,
+        cfg.context,
+        cfg.vocab
     );
     if let Some(r) = &cfg.rope {
         say!(
             "rope:         base {}, {} dims, {}",
             r.base,
             r.dims,
-            if r.halves { "halves (neox)" } else { "adjacent pairs" }
+            if r.halves {
+                "halves (neox)"
+            } else {
+                "adjacent pairs"
+            }
         );
     }
     let mut mix: std::collections::BTreeMap<String, (usize, usize, usize)> = Default::default();
@@ -307,14 +315,25 @@ fn inspect_gguf(path: &std::path::Path) -> Result<()> {
     let special = duet_model::gguf::tokenizer::special_tokens(md)?;
     match &tok {
         Ok(t) => {
-            let name = |id: Option<u32>| id.and_then(|i| t.id_to_token(i)).unwrap_or_else(|| "-".into());
+            let name = |id: Option<u32>| {
+                id.and_then(|i| t.id_to_token(i))
+                    .unwrap_or_else(|| "-".into())
+            };
             say!(
                 "tokenizer:    {} tokens, {} (pre-tokenizer {}), BOS {} {}, EOS {}, end of generation {:?}",
                 t.get_vocab_size(true),
-                md.get("tokenizer.ggml.model").and_then(|v| v.as_str()).unwrap_or("?"),
-                md.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default"),
+                md.get("tokenizer.ggml.model")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("?"),
+                md.get("tokenizer.ggml.pre")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("default"),
                 name(special.bos),
-                if special.add_bos { "(added)" } else { "(not added)" },
+                if special.add_bos {
+                    "(added)"
+                } else {
+                    "(not added)"
+                },
                 name(special.eos),
                 special.end_of_generation
             );

@@ -576,8 +576,11 @@ fn lm_summary(run: &Path) -> String {
     )
 }
 
+/// SmolLM2-135M-Instruct (GGUF), where `scripts/fetch-data.sh smollm2` puts it.
+const SMOLLM2: &str = "data/external/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+
 /// Serves the LM API, the assistant's REST channel and the web chat on one port, the
-/// assistant's LM fallback pointed at this same server.
+/// assistant's LM fallback pointed at this same server (at SmolLM2 when it was fetched).
 fn serve(a: &QuickstartArgs, project: &Path) -> Result<()> {
     use duet_dialog::assistant::Assistant;
     use duet_dialog::project::Project;
@@ -588,8 +591,17 @@ fn serve(a: &QuickstartArgs, project: &Path) -> Result<()> {
         .with_context(|| format!("binding {}:{}", a.host, a.port))?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
+    // A real chat model, when `scripts/fetch-data.sh smollm2` has fetched it, answers what the
+    // assistant's intents and documents do not; the fortune GPT is served beside it.
+    // (`--tiny`, the CI profile, keeps to the fortune GPT: seconds, not minutes.)
+    let chat = std::path::Path::new(SMOLLM2);
+    let use_chat = !a.tiny && chat.is_file();
+    let mut models = vec![("gpt".to_owned(), d.join("lm/best"))];
+    if use_chat {
+        models.push(("smollm2".to_owned(), chat.to_path_buf()));
+    }
     let state = duet_serve::load(&duet_serve::ServeConfig {
-        models: vec![("gpt".into(), d.join("lm/best"))],
+        models,
         request_timeout: std::time::Duration::from_secs(120),
         blocking_jobs: 2,
         ..Default::default()
@@ -598,9 +610,13 @@ fn serve(a: &QuickstartArgs, project: &Path) -> Result<()> {
         .with_context(|| format!("loading the project {}", project.display()))?;
     if let Some(llm) = p.endpoints.llm.as_mut() {
         llm.url = format!("http://{local}/v1");
-        llm.model = "gpt".into();
-        // A small model with a short context: short answers.
-        llm.max_tokens = Some(llm.max_tokens.unwrap_or(128).min(48));
+        if use_chat {
+            llm.model = "smollm2".into();
+        } else {
+            llm.model = "gpt".into();
+            // A small model with a short context: short answers.
+            llm.max_tokens = Some(llm.max_tokens.unwrap_or(128).min(48));
+        }
     }
     let assistant = Assistant::load(&p, &d.join("assistant"))?;
     let store = SqliteStore::open(&d.join("trackers.db"))?;
@@ -615,7 +631,11 @@ fn serve(a: &QuickstartArgs, project: &Path) -> Result<()> {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         say!("\nweb chat:      http://{local}/chat");
         say!("REST channel:  http://{local}/webhooks/rest/webhook");
-        say!("LM API:        http://{local}/v1 (model \"gpt\")");
+        if use_chat {
+            say!("LM API:        http://{local}/v1 (models \"gpt\" and \"smollm2\"; the assistant asks smollm2)");
+        } else {
+            say!("LM API:        http://{local}/v1 (model \"gpt\"; scripts/fetch-data.sh smollm2 adds a chat model)");
+        }
         say!("Ctrl-C stops the server.");
         axum::serve(listener, app)
             .with_graceful_shutdown(super::serve::shutdown())

@@ -97,7 +97,10 @@ fn tokenizer_metadata(dir: &Path, md: &mut Metadata) -> Result<()> {
     tokens.sort_by_key(|t| t.0);
     for (i, t) in tokens.iter().enumerate() {
         if t.0 as usize != i {
-            return Err(cfg_err(&path, format!("token ids skip from {} to {}", i, t.0)));
+            return Err(cfg_err(
+                &path,
+                format!("token ids skip from {} to {}", i, t.0),
+            ));
         }
     }
     let merges: Vec<Value> = model["merges"]
@@ -106,7 +109,9 @@ fn tokenizer_metadata(dir: &Path, md: &mut Metadata) -> Result<()> {
         .flatten()
         .filter_map(|m| match m {
             serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Array(p) => Some(format!("{} {}", p.first()?.as_str()?, p.get(1)?.as_str()?)),
+            serde_json::Value::Array(p) => {
+                Some(format!("{} {}", p.first()?.as_str()?, p.get(1)?.as_str()?))
+            }
             _ => None,
         })
         .map(Value::String)
@@ -126,13 +131,22 @@ fn tokenizer_metadata(dir: &Path, md: &mut Metadata) -> Result<()> {
     );
     md.insert(
         "tokenizer.ggml.token_type",
-        Value::Array(ValueType::I32, tokens.iter().map(|t| Value::I32(t.2)).collect()),
+        Value::Array(
+            ValueType::I32,
+            tokens.iter().map(|t| Value::I32(t.2)).collect(),
+        ),
     );
-    md.insert("tokenizer.ggml.merges", Value::Array(ValueType::String, merges));
-    let cfg: serde_json::Value = crate::hub::read_json(&dir.join("tokenizer_config.json")).unwrap_or_default();
+    md.insert(
+        "tokenizer.ggml.merges",
+        Value::Array(ValueType::String, merges),
+    );
+    let cfg: serde_json::Value =
+        crate::hub::read_json(&dir.join("tokenizer_config.json")).unwrap_or_default();
     let text = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(str::to_owned),
+        serde_json::Value::Object(o) => {
+            o.get("content").and_then(|c| c.as_str()).map(str::to_owned)
+        }
         _ => None,
     };
     let id_of = |t: &str| tokens.iter().find(|x| x.1 == t).map(|x| x.0);
@@ -174,7 +188,11 @@ fn pre_tokenizer_name(tj: &serde_json::Value) -> Option<&'static str> {
     }
     let steps = pt["pretokenizers"].as_array()?;
     match steps.as_slice() {
-        [d, b] if d["type"] == "Digits" && d["individual_digits"] == true && byte_level(b, true) => Some("smollm"),
+        [d, b]
+            if d["type"] == "Digits" && d["individual_digits"] == true && byte_level(b, true) =>
+        {
+            Some("smollm")
+        }
         [sp, b] if sp["type"] == "Split" && byte_level(b, false) => {
             let re = sp["pattern"]["Regex"].as_str()?;
             if re.contains(r"\p{N}{1,3}") {
@@ -201,7 +219,9 @@ pub fn from_hf(dir: &Path) -> Result<(Metadata, Vec<F32Tensor>, usize)> {
         other => {
             return Err(cfg_err(
                 &cfg_path,
-                format!("model_type {other:?} does not convert to GGUF (llama, mistral, qwen2, gpt2 do)"),
+                format!(
+                    "model_type {other:?} does not convert to GGUF (llama, mistral, qwen2, gpt2 do)"
+                ),
             ));
         }
     };
@@ -224,9 +244,15 @@ pub fn from_hf(dir: &Path) -> Result<(Metadata, Vec<F32Tensor>, usize)> {
     md.insert(k("attention.head_count"), u32v(cfg.num_attention_heads));
     md.insert(k("attention.head_count_kv"), u32v(cfg.kv_heads()));
     if arch == Arch::Gpt2 {
-        md.insert(k("attention.layer_norm_epsilon"), Value::F32(cfg.eps() as f32));
+        md.insert(
+            k("attention.layer_norm_epsilon"),
+            Value::F32(cfg.eps() as f32),
+        );
     } else {
-        md.insert(k("attention.layer_norm_rms_epsilon"), Value::F32(cfg.eps() as f32));
+        md.insert(
+            k("attention.layer_norm_rms_epsilon"),
+            Value::F32(cfg.eps() as f32),
+        );
         md.insert(k("rope.freq_base"), Value::F32(cfg.theta() as f32));
         md.insert(k("rope.dimension_count"), u32v(cfg.head_dim()));
         if cfg.head_dim() != cfg.hidden_size / cfg.num_attention_heads {
@@ -238,14 +264,20 @@ pub fn from_hf(dir: &Path) -> Result<(Metadata, Vec<F32Tensor>, usize)> {
     // The tensors, by their Hugging Face names (prefixes resolved by the checkpoint).
     let dev = Device::Cpu;
     let ck = crate::hub::Checkpoint::load(dir, &dev)?;
-    let stored: BTreeMap<String, Tensor> = ck.stored().map(|(n, t)| (n.to_owned(), t.clone())).collect();
+    let stored: BTreeMap<String, Tensor> = ck
+        .stored()
+        .map(|(n, t)| (n.to_owned(), t.clone()))
+        .collect();
     let get = |hf: &str| -> Result<(Vec<usize>, Vec<f32>)> {
         let t = stored
             .get(hf)
             .or_else(|| stored.get(&format!("model.{hf}")))
             .or_else(|| stored.get(&format!("transformer.{hf}")))
             .ok_or_else(|| cfg_err(dir, format!("tensor {hf} is missing")))?;
-        Ok((t.dims().to_vec(), t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?))
+        Ok((
+            t.dims().to_vec(),
+            t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
+        ))
     };
     let mut out = Vec::new();
     let mut push = |gguf: &str, shape: Vec<usize>, data: Vec<f32>| {
@@ -271,10 +303,19 @@ pub fn from_hf(dir: &Path) -> Result<(Metadata, Vec<F32Tensor>, usize)> {
                         push(&b(&format!("{gg}.{p}")), sh, d);
                     }
                 }
-                for (hf, gg) in [("attn.c_attn", "attn_qkv"), ("attn.c_proj", "attn_output"), ("mlp.c_fc", "ffn_up"), ("mlp.c_proj", "ffn_down")] {
+                for (hf, gg) in [
+                    ("attn.c_attn", "attn_qkv"),
+                    ("attn.c_proj", "attn_output"),
+                    ("mlp.c_fc", "ffn_up"),
+                    ("mlp.c_proj", "ffn_down"),
+                ] {
                     // Conv1D stores (in, out); GGUF wants rows of the output.
                     let (sh, d) = get(&h(&format!("{hf}.weight")))?;
-                    push(&b(&format!("{gg}.weight")), vec![sh[1], sh[0]], transpose(&d, sh[0], sh[1]));
+                    push(
+                        &b(&format!("{gg}.weight")),
+                        vec![sh[1], sh[0]],
+                        transpose(&d, sh[0], sh[1]),
+                    );
                     let (sh, d) = get(&h(&format!("{hf}.bias")))?;
                     push(&b(&format!("{gg}.bias")), sh, d);
                 }
@@ -292,7 +333,11 @@ pub fn from_hf(dir: &Path) -> Result<(Metadata, Vec<F32Tensor>, usize)> {
                 let b = |n: &str| format!("blk.{l}.{n}");
                 let (sh, d) = get(&h("input_layernorm.weight"))?;
                 push(&b("attn_norm.weight"), sh, d);
-                for (hf, gg, heads) in [("q_proj", "attn_q", q_heads), ("k_proj", "attn_k", kv_heads), ("v_proj", "attn_v", 0)] {
+                for (hf, gg, heads) in [
+                    ("q_proj", "attn_q", q_heads),
+                    ("k_proj", "attn_k", kv_heads),
+                    ("v_proj", "attn_v", 0),
+                ] {
                     let (sh, mut d) = get(&h(&format!("self_attn.{hf}.weight")))?;
                     if arch == Arch::Llama && heads > 0 {
                         d = permute_rows(&d, heads, sh[1], false);
@@ -307,7 +352,11 @@ pub fn from_hf(dir: &Path) -> Result<(Metadata, Vec<F32Tensor>, usize)> {
                 push(&b("attn_output.weight"), sh, d);
                 let (sh, d) = get(&h("post_attention_layernorm.weight"))?;
                 push(&b("ffn_norm.weight"), sh, d);
-                for (hf, gg) in [("gate_proj", "ffn_gate"), ("up_proj", "ffn_up"), ("down_proj", "ffn_down")] {
+                for (hf, gg) in [
+                    ("gate_proj", "ffn_gate"),
+                    ("up_proj", "ffn_up"),
+                    ("down_proj", "ffn_down"),
+                ] {
                     let (sh, d) = get(&h(&format!("mlp.{hf}.weight")))?;
                     push(&b(&format!("{gg}.weight")), sh, d);
                 }
@@ -337,7 +386,10 @@ pub fn from_gguf(file: &GgufFile) -> Result<(Metadata, Vec<F32Tensor>, usize)> {
         .iter()
         .map(|t| {
             if !t.dtype.is_supported() {
-                return Err(file.error(format!("tensor {}: type {} cannot be dequantized", t.name, t.dtype)));
+                return Err(file.error(format!(
+                    "tensor {}: type {} cannot be dequantized",
+                    t.name, t.dtype
+                )));
             }
             let mut data = vec![0f32; t.elements()];
             let cols = t.dims[0];
@@ -367,59 +419,143 @@ pub fn export_hf(file: &GgufFile, dir: &Path) -> Result<()> {
         )));
     }
     let (_, tensors, _) = from_gguf(file)?;
-    let by_name: BTreeMap<&str, &F32Tensor> = tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let by_name: BTreeMap<&str, &F32Tensor> =
+        tensors.iter().map(|t| (t.name.as_str(), t)).collect();
     let dev = Device::Cpu;
     let mut out: BTreeMap<String, Tensor> = BTreeMap::new();
-    let mut put = |hf: String, t: &F32Tensor, data: Option<Vec<f32>>, shape: Option<Vec<usize>>| -> Result<()> {
+    let mut put = |hf: String,
+                   t: &F32Tensor,
+                   data: Option<Vec<f32>>,
+                   shape: Option<Vec<usize>>|
+     -> Result<()> {
         let shape = shape.unwrap_or_else(|| t.dims.iter().rev().copied().collect());
         let data = data.unwrap_or_else(|| t.data.clone());
         out.insert(hf, Tensor::from_vec(data, shape, &dev)?);
         Ok(())
     };
-    let need = |n: &str| by_name.get(n).copied().ok_or_else(|| file.error(format!("tensor {n} is missing")));
+    let need = |n: &str| {
+        by_name
+            .get(n)
+            .copied()
+            .ok_or_else(|| file.error(format!("tensor {n} is missing")))
+    };
     let tied = !by_name.contains_key("output.weight");
     match cfg.arch {
         Arch::Gpt2 => {
-            put("transformer.wte.weight".into(), need("token_embd.weight")?, None, None)?;
-            put("transformer.wpe.weight".into(), need("position_embd.weight")?, None, None)?;
+            put(
+                "transformer.wte.weight".into(),
+                need("token_embd.weight")?,
+                None,
+                None,
+            )?;
+            put(
+                "transformer.wpe.weight".into(),
+                need("position_embd.weight")?,
+                None,
+                None,
+            )?;
             for l in 0..cfg.layers {
                 for (gg, hf) in [("attn_norm", "ln_1"), ("ffn_norm", "ln_2")] {
                     for p in ["weight", "bias"] {
-                        put(format!("transformer.h.{l}.{hf}.{p}"), need(&format!("blk.{l}.{gg}.{p}"))?, None, None)?;
+                        put(
+                            format!("transformer.h.{l}.{hf}.{p}"),
+                            need(&format!("blk.{l}.{gg}.{p}"))?,
+                            None,
+                            None,
+                        )?;
                     }
                 }
-                for (gg, hf) in [("attn_qkv", "attn.c_attn"), ("attn_output", "attn.c_proj"), ("ffn_up", "mlp.c_fc"), ("ffn_down", "mlp.c_proj")] {
+                for (gg, hf) in [
+                    ("attn_qkv", "attn.c_attn"),
+                    ("attn_output", "attn.c_proj"),
+                    ("ffn_up", "mlp.c_fc"),
+                    ("ffn_down", "mlp.c_proj"),
+                ] {
                     let w = need(&format!("blk.{l}.{gg}.weight"))?;
                     let (cols, rows) = (w.dims[0], w.dims[1]);
-                    put(format!("transformer.h.{l}.{hf}.weight"), w, Some(transpose(&w.data, rows, cols)), Some(vec![cols, rows]))?;
-                    put(format!("transformer.h.{l}.{hf}.bias"), need(&format!("blk.{l}.{gg}.bias"))?, None, None)?;
+                    put(
+                        format!("transformer.h.{l}.{hf}.weight"),
+                        w,
+                        Some(transpose(&w.data, rows, cols)),
+                        Some(vec![cols, rows]),
+                    )?;
+                    put(
+                        format!("transformer.h.{l}.{hf}.bias"),
+                        need(&format!("blk.{l}.{gg}.bias"))?,
+                        None,
+                        None,
+                    )?;
                 }
             }
             for p in ["weight", "bias"] {
-                put(format!("transformer.ln_f.{p}"), need(&format!("output_norm.{p}"))?, None, None)?;
+                put(
+                    format!("transformer.ln_f.{p}"),
+                    need(&format!("output_norm.{p}"))?,
+                    None,
+                    None,
+                )?;
             }
         }
         _ => {
-            put("model.embed_tokens.weight".into(), need("token_embd.weight")?, None, None)?;
+            put(
+                "model.embed_tokens.weight".into(),
+                need("token_embd.weight")?,
+                None,
+                None,
+            )?;
             for l in 0..cfg.layers {
                 let p = |s: &str| format!("model.layers.{l}.{s}");
                 let b = |s: &str| format!("blk.{l}.{s}");
-                put(p("input_layernorm.weight"), need(&b("attn_norm.weight"))?, None, None)?;
-                for (gg, hf, heads) in [("attn_q", "q_proj", cfg.heads), ("attn_k", "k_proj", cfg.kv_heads), ("attn_v", "v_proj", 0)] {
+                put(
+                    p("input_layernorm.weight"),
+                    need(&b("attn_norm.weight"))?,
+                    None,
+                    None,
+                )?;
+                for (gg, hf, heads) in [
+                    ("attn_q", "q_proj", cfg.heads),
+                    ("attn_k", "k_proj", cfg.kv_heads),
+                    ("attn_v", "v_proj", 0),
+                ] {
                     let w = need(&b(&format!("{gg}.weight")))?;
-                    let data = (cfg.arch == Arch::Llama && heads > 0).then(|| permute_rows(&w.data, heads, w.dims[0], true));
+                    let data = (cfg.arch == Arch::Llama && heads > 0)
+                        .then(|| permute_rows(&w.data, heads, w.dims[0], true));
                     put(p(&format!("self_attn.{hf}.weight")), w, data, None)?;
                     if let Some(bias) = by_name.get(b(&format!("{gg}.bias")).as_str()) {
                         put(p(&format!("self_attn.{hf}.bias")), bias, None, None)?;
                     }
                 }
-                put(p("self_attn.o_proj.weight"), need(&b("attn_output.weight"))?, None, None)?;
-                put(p("post_attention_layernorm.weight"), need(&b("ffn_norm.weight"))?, None, None)?;
-                for (gg, hf) in [("ffn_gate", "gate_proj"), ("ffn_up", "up_proj"), ("ffn_down", "down_proj")] {
-                    put(p(&format!("mlp.{hf}.weight")), need(&b(&format!("{gg}.weight")))?, None, None)?;
+                put(
+                    p("self_attn.o_proj.weight"),
+                    need(&b("attn_output.weight"))?,
+                    None,
+                    None,
+                )?;
+                put(
+                    p("post_attention_layernorm.weight"),
+                    need(&b("ffn_norm.weight"))?,
+                    None,
+                    None,
+                )?;
+                for (gg, hf) in [
+                    ("ffn_gate", "gate_proj"),
+                    ("ffn_up", "up_proj"),
+                    ("ffn_down", "down_proj"),
+                ] {
+                    put(
+                        p(&format!("mlp.{hf}.weight")),
+                        need(&b(&format!("{gg}.weight")))?,
+                        None,
+                        None,
+                    )?;
                 }
             }
-            put("model.norm.weight".into(), need("output_norm.weight")?, None, None)?;
+            put(
+                "model.norm.weight".into(),
+                need("output_norm.weight")?,
+                None,
+                None,
+            )?;
             if !tied {
                 put("lm_head.weight".into(), need("output.weight")?, None, None)?;
             }
@@ -458,7 +594,11 @@ pub fn export_hf(file: &GgufFile, dir: &Path) -> Result<()> {
         "bos_token": name(special.bos), "eos_token": name(special.eos),
         "add_bos_token": special.add_bos, "model_max_length": cfg.context,
     });
-    if let Some(t) = file.metadata.get("tokenizer.chat_template").and_then(|v| v.as_str()) {
+    if let Some(t) = file
+        .metadata
+        .get("tokenizer.chat_template")
+        .and_then(|v| v.as_str())
+    {
         tc["chat_template"] = t.into();
     }
     crate::hub::write_json(&dir.join("tokenizer_config.json"), &tc)?;
@@ -478,7 +618,10 @@ mod tests {
         let w: Vec<f32> = (0..8 * 3).map(|v| v as f32).collect();
         let p = permute_rows(&w, 2, 3, false);
         // Head 0 rows 0..4: halves [0,1 | 2,3] → pairs [0,2,1,3].
-        assert_eq!(&p[..12], &[0., 1., 2., 6., 7., 8., 3., 4., 5., 9., 10., 11.]);
+        assert_eq!(
+            &p[..12],
+            &[0., 1., 2., 6., 7., 8., 3., 4., 5., 9., 10., 11.]
+        );
         assert_eq!(permute_rows(&p, 2, 3, true), w);
     }
 }

@@ -38,7 +38,10 @@ mod tests {
         md.insert("general.alignment", Value::U32(32));
         md.insert(
             "tokenizer.ggml.tokens",
-            Value::Array(ValueType::String, vec![Value::String("a".into()), Value::String("b".into())]),
+            Value::Array(
+                ValueType::String,
+                vec![Value::String("a".into()), Value::String("b".into())],
+            ),
         );
         md.insert("llama.rope.freq_base", Value::F32(10000.0));
         md.insert("flag", Value::Bool(true));
@@ -74,7 +77,9 @@ mod tests {
     }
 
     fn message(bytes: Vec<u8>) -> String {
-        GgufFile::from_bytes(Path::new("bad.gguf"), bytes).unwrap_err().to_string()
+        GgufFile::from_bytes(Path::new("bad.gguf"), bytes)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]

@@ -84,7 +84,7 @@ fn layer_of(name: &str) -> Option<usize> {
 }
 
 fn fallback(t: GgmlType, ncols: usize) -> GgmlType {
-    if ncols % t.block().0 == 0 {
+    if ncols.is_multiple_of(t.block().0) {
         return t;
     }
     let f = match t {
@@ -93,12 +93,22 @@ fn fallback(t: GgmlType, ncols: usize) -> GgmlType {
         GgmlType::Q6_K => GgmlType::Q8_0,
         other => other,
     };
-    if ncols % f.block().0 == 0 { f } else { GgmlType::F16 }
+    if ncols.is_multiple_of(f.block().0) {
+        f
+    } else {
+        GgmlType::F16
+    }
 }
 
 /// The type llama.cpp gives tensor `name` (`ncols` values per row) in a file of type `ft`;
 /// `n_layers` is the number of blocks, `tied` whether the token embedding is the output.
-pub fn tensor_type(ft: FileType, name: &str, dims: &[usize], n_layers: usize, tied: bool) -> GgmlType {
+pub fn tensor_type(
+    ft: FileType,
+    name: &str,
+    dims: &[usize],
+    n_layers: usize,
+    tied: bool,
+) -> GgmlType {
     let quantizable = dims.len() >= 2
         && name.ends_with("weight")
         && !name.contains("_norm.weight")
@@ -114,7 +124,7 @@ pub fn tensor_type(ft: FileType, name: &str, dims: &[usize], n_layers: usize, ti
     let ncols = dims[0];
     let is_output = name == "output.weight" || (tied && name == "token_embd.weight");
     let t = if is_output {
-        if ncols % base.block().0 != 0 {
+        if !ncols.is_multiple_of(base.block().0) {
             GgmlType::Q8_0
         } else if base != GgmlType::Q8_0 {
             GgmlType::Q6_K
@@ -124,7 +134,11 @@ pub fn tensor_type(ft: FileType, name: &str, dims: &[usize], n_layers: usize, ti
     } else if ft == FileType::Q4KM {
         let layer = layer_of(name).unwrap_or(0);
         if name.contains("attn_v.weight") || name.contains("ffn_down") {
-            if use_more_bits(layer, n_layers) { GgmlType::Q6_K } else { base }
+            if use_more_bits(layer, n_layers) {
+                GgmlType::Q6_K
+            } else {
+                base
+            }
         } else if name.contains("attn_qkv.weight") {
             GgmlType::Q5_K
         } else {
@@ -170,7 +184,8 @@ pub fn write_quantized(
                 t.dims
             )));
         }
-        let mut data = Vec::with_capacity(dtype.row_bytes(cols).unwrap_or(0) * (t.data.len() / cols.max(1)));
+        let mut data =
+            Vec::with_capacity(dtype.row_bytes(cols).unwrap_or(0) * (t.data.len() / cols.max(1)));
         for row in t.data.chunks(cols.max(1)) {
             blocks::quantize_row(dtype, row, &mut data);
         }
@@ -195,18 +210,51 @@ mod tests {
     fn types_follow_llama_cpp_for_smollm2_shapes() {
         let t = |ft, name: &str, dims: &[usize]| tensor_type(ft, name, dims, 30, true);
         // SmolLM2: 576-wide rows are not whole 256-blocks.
-        assert_eq!(t(FileType::Q4KM, "token_embd.weight", &[576, 49152]), GgmlType::Q8_0);
-        assert_eq!(t(FileType::Q4KM, "blk.5.attn_q.weight", &[576, 576]), GgmlType::Q5_0);
-        assert_eq!(t(FileType::Q4KM, "blk.0.ffn_down.weight", &[1536, 576]), GgmlType::Q6_K);
-        assert_eq!(t(FileType::Q4KM, "blk.4.ffn_down.weight", &[1536, 576]), GgmlType::Q4_K);
-        assert_eq!(t(FileType::Q4KM, "blk.0.attn_v.weight", &[576, 192]), GgmlType::Q8_0);
-        assert_eq!(t(FileType::Q4KM, "blk.0.attn_norm.weight", &[576]), GgmlType::F32);
-        assert_eq!(t(FileType::Q8_0, "token_embd.weight", &[576, 49152]), GgmlType::Q8_0);
-        assert_eq!(t(FileType::Q4_0, "token_embd.weight", &[576, 49152]), GgmlType::Q8_0);
-        assert_eq!(t(FileType::Q4_0, "token_embd.weight", &[512, 100]), GgmlType::Q6_K);
-        assert_eq!(t(FileType::F16, "blk.0.attn_q.weight", &[576, 576]), GgmlType::F16);
+        assert_eq!(
+            t(FileType::Q4KM, "token_embd.weight", &[576, 49152]),
+            GgmlType::Q8_0
+        );
+        assert_eq!(
+            t(FileType::Q4KM, "blk.5.attn_q.weight", &[576, 576]),
+            GgmlType::Q5_0
+        );
+        assert_eq!(
+            t(FileType::Q4KM, "blk.0.ffn_down.weight", &[1536, 576]),
+            GgmlType::Q6_K
+        );
+        assert_eq!(
+            t(FileType::Q4KM, "blk.4.ffn_down.weight", &[1536, 576]),
+            GgmlType::Q4_K
+        );
+        assert_eq!(
+            t(FileType::Q4KM, "blk.0.attn_v.weight", &[576, 192]),
+            GgmlType::Q8_0
+        );
+        assert_eq!(
+            t(FileType::Q4KM, "blk.0.attn_norm.weight", &[576]),
+            GgmlType::F32
+        );
+        assert_eq!(
+            t(FileType::Q8_0, "token_embd.weight", &[576, 49152]),
+            GgmlType::Q8_0
+        );
+        assert_eq!(
+            t(FileType::Q4_0, "token_embd.weight", &[576, 49152]),
+            GgmlType::Q8_0
+        );
+        assert_eq!(
+            t(FileType::Q4_0, "token_embd.weight", &[512, 100]),
+            GgmlType::Q6_K
+        );
+        assert_eq!(
+            t(FileType::F16, "blk.0.attn_q.weight", &[576, 576]),
+            GgmlType::F16
+        );
         // use_more_bits over 30 layers: 0–2, 26–29 and every third from 5.
         let more: Vec<usize> = (0..30).filter(|&i| use_more_bits(i, 30)).collect();
-        assert_eq!(more, vec![0, 1, 2, 5, 8, 11, 14, 17, 20, 23, 26, 27, 28, 29]);
+        assert_eq!(
+            more,
+            vec![0, 1, 2, 5, 8, 11, 14, 17, 20, 23, 26, 27, 28, 29]
+        );
     }
 }

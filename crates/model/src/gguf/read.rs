@@ -146,8 +146,9 @@ impl<'a> Cursor<'a> {
                     return Err(self.fail(&format!("{what}: arrays nested too deep")));
                 }
                 let tag = self.u32(what)?;
-                let et = ValueType::from_u32(tag)
-                    .ok_or_else(|| self.fail(&format!("{what}: unknown array element type {tag}")))?;
+                let et = ValueType::from_u32(tag).ok_or_else(|| {
+                    self.fail(&format!("{what}: unknown array element type {tag}"))
+                })?;
                 let n = self.u64(what)?;
                 // Every element takes at least one byte: a count beyond the bytes left is a
                 // corrupt file, not an allocation to attempt.

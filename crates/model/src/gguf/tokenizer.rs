@@ -25,7 +25,10 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
+use tokenizers::{
+    AddedToken, DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior,
+    Tokenizer,
+};
 
 use super::value::Metadata;
 use crate::{Error, Result};
@@ -95,7 +98,9 @@ fn tok_err(message: impl Into<String>) -> Error {
 
 /// Builds the tokenizer described by `md`.
 pub fn from_metadata(md: &Metadata) -> Result<Tokenizer> {
-    let model = md.str("tokenizer.ggml.model").map_err(|e| tok_err(e.to_string()))?;
+    let model = md
+        .str("tokenizer.ggml.model")
+        .map_err(|e| tok_err(e.to_string()))?;
     let tokens = md
         .opt_strings("tokenizer.ggml.tokens")
         .map_err(|e| tok_err(e.to_string()))?
@@ -104,7 +109,11 @@ pub fn from_metadata(md: &Metadata) -> Result<Tokenizer> {
         None => vec![TokenType::Normal; tokens.len()],
         Some(v) => v
             .as_array()
-            .and_then(|a| a.iter().map(|x| x.as_i64().map(TokenType::from_code)).collect())
+            .and_then(|a| {
+                a.iter()
+                    .map(|x| x.as_i64().map(TokenType::from_code))
+                    .collect()
+            })
             .ok_or_else(|| tok_err("tokenizer.ggml.token_type: expected an array of integers"))?,
     };
     if types.len() != tokens.len() {
@@ -145,8 +154,12 @@ pub fn from_metadata(md: &Metadata) -> Result<Tokenizer> {
         .opt_bool("tokenizer.ggml.add_eos_token")
         .map_err(|e| tok_err(e.to_string()))?
         .unwrap_or(false);
-    let named = |id: Option<u32>| id.and_then(|i| tokens.get(i as usize).map(|t| ((*t).to_owned(), i)));
-    let (bos, eos) = (named(special.bos).filter(|_| special.add_bos), named(special.eos).filter(|_| add_eos));
+    let named =
+        |id: Option<u32>| id.and_then(|i| tokens.get(i as usize).map(|t| ((*t).to_owned(), i)));
+    let (bos, eos) = (
+        named(special.bos).filter(|_| special.add_bos),
+        named(special.eos).filter(|_| add_eos),
+    );
     if bos.is_some() || eos.is_some() {
         let mut single = String::new();
         let mut specials = Vec::new();
@@ -228,7 +241,11 @@ fn byte_level_bpe(md: &Metadata, vocab: &HashMap<String, u32>) -> Result<Tokeniz
 
 /// Merges of a SentencePiece BPE vocabulary from its scores: every split of a piece into two
 /// pieces of the vocabulary is a merge, ranked by the score of the piece it makes.
-fn merges_from_scores(tokens: &[&str], scores: &[f64], vocab: &HashMap<String, u32>) -> Vec<(String, String)> {
+fn merges_from_scores(
+    tokens: &[&str],
+    scores: &[f64],
+    vocab: &HashMap<String, u32>,
+) -> Vec<(String, String)> {
     let mut found: Vec<(f64, u32, u32, String, String)> = Vec::new();
     for (i, piece) in tokens.iter().enumerate() {
         let score = scores.get(i).copied().unwrap_or(0.0);
@@ -360,7 +377,11 @@ const EOG_NAMES: &[&str] = &[
 
 /// The special tokens of `md`'s vocabulary.
 pub fn special_tokens(md: &Metadata) -> Result<SpecialTokens> {
-    let id = |k: &str| md.opt_usize(k).map(|v| v.map(|v| v as u32)).map_err(|e| tok_err(e.to_string()));
+    let id = |k: &str| {
+        md.opt_usize(k)
+            .map(|v| v.map(|v| v as u32))
+            .map_err(|e| tok_err(e.to_string()))
+    };
     let bos = id("tokenizer.ggml.bos_token_id")?;
     let eos = id("tokenizer.ggml.eos_token_id")?;
     let eot = id("tokenizer.ggml.eot_token_id")?;
@@ -372,7 +393,10 @@ pub fn special_tokens(md: &Metadata) -> Result<SpecialTokens> {
         .unwrap_or(model == Some("llama"));
     let mut eog: Vec<u32> = [eos, eot, eom].into_iter().flatten().collect();
     eog.dedup();
-    if let Some(tokens) = md.opt_strings("tokenizer.ggml.tokens").map_err(|e| tok_err(e.to_string()))? {
+    if let Some(tokens) = md
+        .opt_strings("tokenizer.ggml.tokens")
+        .map_err(|e| tok_err(e.to_string()))?
+    {
         for (i, t) in tokens.iter().enumerate() {
             if EOG_NAMES.contains(t) && !eog.contains(&(i as u32)) {
                 eog.push(i as u32);

@@ -192,14 +192,20 @@ impl Value {
     pub fn describe(&self) -> String {
         match self {
             Self::String(s) if s.chars().count() > 60 => {
-                format!("{:?}… ({} bytes)", s.chars().take(60).collect::<String>(), s.len())
+                format!(
+                    "{:?}… ({} bytes)",
+                    s.chars().take(60).collect::<String>(),
+                    s.len()
+                )
             }
             Self::String(s) => format!("{s:?}"),
             Self::Array(t, v) => format!("[{t:?}; {}]", v.len()),
             Self::F32(v) => v.to_string(),
             Self::F64(v) => v.to_string(),
             Self::Bool(v) => v.to_string(),
-            other => other.as_i64().map_or_else(|| format!("{other:?}"), |v| v.to_string()),
+            other => other
+                .as_i64()
+                .map_or_else(|| format!("{other:?}"), |v| v.to_string()),
         }
     }
 }

@@ -77,9 +77,11 @@ pub fn encode(metadata: &Metadata, tensors: &[TensorBlob]) -> Result<Vec<u8>> {
     }
     let mut offset = 0usize;
     for t in tensors {
-        let expected = t.dims.first().and_then(|&d| t.dtype.row_bytes(d)).map(|row| {
-            row * t.dims.iter().skip(1).product::<usize>()
-        });
+        let expected = t
+            .dims
+            .first()
+            .and_then(|&d| t.dtype.row_bytes(d))
+            .map(|row| row * t.dims.iter().skip(1).product::<usize>());
         if expected != Some(t.data.len()) {
             return Err(Error::Invalid(format!(
                 "tensor {}: {} bytes of data for dimensions {:?} of {}",
@@ -109,7 +111,10 @@ pub fn encode(metadata: &Metadata, tensors: &[TensorBlob]) -> Result<Vec<u8>> {
 /// Writes a GGUF file to `path` atomically.
 pub fn write(path: &Path, metadata: &Metadata, tensors: &[TensorBlob]) -> Result<()> {
     let bytes = encode(metadata, tensors)?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).at(dir)?;
     tmp.write_all(&bytes).at(path)?;
     tmp.as_file().sync_all().at(path)?;

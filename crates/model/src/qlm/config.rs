@@ -144,7 +144,9 @@ impl Config {
         let vocab = match md.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()) {
             Some(t) => t.len(),
             None => opt("vocab_size")?.ok_or_else(|| {
-                file.error("neither tokenizer.ggml.tokens nor <arch>.vocab_size gives the vocabulary")
+                file.error(
+                    "neither tokenizer.ggml.tokens nor <arch>.vocab_size gives the vocabulary",
+                )
             })?,
         };
         let rope = if arch == Arch::Gpt2 {

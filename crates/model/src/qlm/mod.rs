@@ -42,11 +42,21 @@ enum Qkv {
 #[derive(Debug, Clone)]
 enum Ffn {
     /// `down(act(gate(x)) · up(x))` (Llama, Qwen: SiLU; Gemma: GELU).
-    Gated { gate: QMatrix, up: QMatrix, down: QMatrix, gelu: bool },
+    Gated {
+        gate: QMatrix,
+        up: QMatrix,
+        down: QMatrix,
+        gelu: bool,
+    },
     /// Phi-3: gate and up stacked in one matrix, gate first.
     FusedGated { gate_up: QMatrix, down: QMatrix },
     /// GPT-2: `down(gelu(up(x) + b) ) + b`.
-    Plain { up: QMatrix, up_b: Vec<f32>, down: QMatrix, down_b: Vec<f32> },
+    Plain {
+        up: QMatrix,
+        up_b: Vec<f32>,
+        down: QMatrix,
+        down_b: Vec<f32>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -111,8 +121,22 @@ impl KvVec {
 
     /// Resized to `len` values, keeping `keep` runs of `run` values that start at multiples
     /// of `old_stride` and move to multiples of `new_stride` (a transposed cache's rows).
-    fn regrid(&mut self, len: usize, runs: usize, run: usize, old_stride: usize, new_stride: usize) {
-        fn go<T: Copy + Default>(v: &mut Vec<T>, len: usize, runs: usize, run: usize, os: usize, ns: usize) {
+    fn regrid(
+        &mut self,
+        len: usize,
+        runs: usize,
+        run: usize,
+        old_stride: usize,
+        new_stride: usize,
+    ) {
+        fn go<T: Copy + Default>(
+            v: &mut Vec<T>,
+            len: usize,
+            runs: usize,
+            run: usize,
+            os: usize,
+            ns: usize,
+        ) {
             let mut t = vec![T::default(); len];
             for r in 0..runs {
                 t[r * ns..r * ns + run].copy_from_slice(&v[r * os..r * os + run]);
@@ -228,7 +252,9 @@ impl Tensors<'_> {
         let i = self.dims(name, &[n])?;
         let t = &self.file.tensors[i];
         if !t.dtype.is_supported() {
-            return Err(self.file.error(format!("tensor {name}: type {} is not supported", t.dtype)));
+            return Err(self
+                .file
+                .error(format!("tensor {name}: type {} is not supported", t.dtype)));
         }
         let mut out = vec![0f32; n];
         crate::quant::blocks::dequantize_row(t.dtype, self.file.data(t), &mut out);
@@ -366,19 +392,36 @@ impl Model {
         out.output = conv(&self.output)?;
         for l in &mut out.layers {
             l.qkv = match &l.qkv {
-                Qkv::Split { q, k, v } => Qkv::Split { q: conv(q)?, k: conv(k)?, v: conv(v)? },
+                Qkv::Split { q, k, v } => Qkv::Split {
+                    q: conv(q)?,
+                    k: conv(k)?,
+                    v: conv(v)?,
+                },
                 Qkv::Fused(w) => Qkv::Fused(conv(w)?),
             };
             l.wo = conv(&l.wo)?;
             l.ffn = match &l.ffn {
-                Ffn::Gated { gate, up, down, gelu } => Ffn::Gated {
+                Ffn::Gated {
+                    gate,
+                    up,
+                    down,
+                    gelu,
+                } => Ffn::Gated {
                     gate: conv(gate)?,
                     up: conv(up)?,
                     down: conv(down)?,
                     gelu: *gelu,
                 },
-                Ffn::FusedGated { gate_up, down } => Ffn::FusedGated { gate_up: conv(gate_up)?, down: conv(down)? },
-                Ffn::Plain { up, up_b, down, down_b } => Ffn::Plain {
+                Ffn::FusedGated { gate_up, down } => Ffn::FusedGated {
+                    gate_up: conv(gate_up)?,
+                    down: conv(down)?,
+                },
+                Ffn::Plain {
+                    up,
+                    up_b,
+                    down,
+                    down_b,
+                } => Ffn::Plain {
                     up: conv(up)?,
                     up_b: up_b.clone(),
                     down: conv(down)?,
@@ -444,7 +487,10 @@ impl Model {
         let cfg = &self.cfg;
         let n = tokens.len();
         if seqs.len() != n || n == 0 {
-            return Err(Error::Invalid(format!("{n} tokens for {} sequence indices", seqs.len())));
+            return Err(Error::Invalid(format!(
+                "{n} tokens for {} sequence indices",
+                seqs.len()
+            )));
         }
         if let Some(&w) = want.iter().find(|&&w| w >= n) {
             return Err(Error::Invalid(format!("logits asked for token {w} of {n}")));
@@ -454,7 +500,10 @@ impl Model {
         let mut pos = Vec::with_capacity(n);
         for (&t, &s) in tokens.iter().zip(seqs) {
             if s >= caches.len() {
-                return Err(Error::Invalid(format!("sequence {s} of {} caches", caches.len())));
+                return Err(Error::Invalid(format!(
+                    "sequence {s} of {} caches",
+                    caches.len()
+                )));
             }
             if t as usize >= cfg.vocab {
                 return Err(Error::Invalid(format!(
@@ -519,7 +568,12 @@ impl Model {
         self.norm(&self.out_norm, &last, &mut normed);
         let mut logits = vec![0f32; want.len() * cfg.vocab];
         if !want.is_empty() {
-            matmul(&mut [(&self.output, &mut logits)], &normed, want.len(), pool);
+            matmul(
+                &mut [(&self.output, &mut logits)],
+                &normed,
+                want.len(),
+                pool,
+            );
         }
         Ok(logits)
     }
@@ -548,9 +602,17 @@ impl Model {
         let n = pos.len();
         let hd = cfg.head_dim;
         let (q_dim, kv_dim) = (cfg.heads * hd, cfg.kv_heads * hd);
-        let (mut q, mut k, mut v) = (vec![0f32; n * q_dim], vec![0f32; n * kv_dim], vec![0f32; n * kv_dim]);
+        let (mut q, mut k, mut v) = (
+            vec![0f32; n * q_dim],
+            vec![0f32; n * kv_dim],
+            vec![0f32; n * kv_dim],
+        );
         match &layer.qkv {
-            Qkv::Split { q: wq, k: wk, v: wv } => {
+            Qkv::Split {
+                q: wq,
+                k: wk,
+                v: wv,
+            } => {
                 matmul(&mut [(wq, &mut q), (wk, &mut k), (wv, &mut v)], h, n, pool);
             }
             Qkv::Fused(w) => {
@@ -615,10 +677,11 @@ impl Model {
                             let key = &keys[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
                             let s = if batched {
                                 ggml::dot_f16_tiled_h(key, &qh)
-                            } else if hd % 64 == 0 {
+                            } else if hd.is_multiple_of(64) {
                                 ggml::dot_f16_padded(key, &qh)
                             } else {
-                                let f = |v: &[f16]| v.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
+                                let f =
+                                    |v: &[f16]| v.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
                                 ggml::dot_f16(&f(key), &f(&qh))
                             };
                             s * scale
@@ -646,14 +709,21 @@ impl Model {
                         }
                     };
                     let mut probs: Vec<f32> = (0..len)
-                        .map(|p| dot(&keys[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd], query) * scale)
+                        .map(|p| {
+                            dot(
+                                &keys[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd],
+                                query,
+                            ) * scale
+                        })
                         .collect();
                     ggml::softmax(&mut probs);
                     let padded = if batched { len } else { len.div_ceil(64) * 64 };
                     probs.resize(padded, 0.0);
                     let mut column = vec![0f32; padded];
                     for (d, o) in o.iter_mut().enumerate() {
-                        column[..len].copy_from_slice(&values[(kvh * hd + d) * cap..(kvh * hd + d) * cap + len]);
+                        column[..len].copy_from_slice(
+                            &values[(kvh * hd + d) * cap..(kvh * hd + d) * cap + len],
+                        );
                         *o = dot(&column, &probs);
                     }
                 }
@@ -667,7 +737,12 @@ impl Model {
         let (c, ff) = (self.cfg.embd, self.cfg.ff);
         let mut out = vec![0f32; n * c];
         match ffn {
-            Ffn::Gated { gate, up, down, gelu } => {
+            Ffn::Gated {
+                gate,
+                up,
+                down,
+                gelu,
+            } => {
                 let (mut g, mut u) = (vec![0f32; n * ff], vec![0f32; n * ff]);
                 matmul(&mut [(gate, &mut g), (up, &mut u)], h, n, pool);
                 if *gelu {
@@ -688,7 +763,12 @@ impl Model {
                 }
                 matmul(&mut [(down, &mut out)], &g, n, pool);
             }
-            Ffn::Plain { up, up_b, down, down_b } => {
+            Ffn::Plain {
+                up,
+                up_b,
+                down,
+                down_b,
+            } => {
                 let mut u = vec![0f32; n * ff];
                 matmul(&mut [(up, &mut u)], h, n, pool);
                 ops::add_bias(&mut u, up_b);
@@ -714,7 +794,10 @@ fn matmul(items: &mut [(&QMatrix, &mut [f32])], x: &[f32], n: usize, pool: &Pool
     let mut jobs: Vec<(&QMatrix, &Acts, &mut [f32])> = items
         .iter_mut()
         .map(|(w, out)| {
-            let a = acts.iter().find(|a| a.kind() == w.act_kind()).unwrap_or(&acts[0]);
+            let a = acts
+                .iter()
+                .find(|a| a.kind() == w.act_kind())
+                .unwrap_or(&acts[0]);
             (*w, a, &mut **out)
         })
         .collect();

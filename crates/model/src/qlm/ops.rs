@@ -95,11 +95,14 @@ pub fn rope(x: &mut [f32], head_dim: usize, cfg: &RopeConfig, angles: &[(f32, f3
     }
     for head in x.chunks_exact_mut(head_dim) {
         for (i, &(c, s)) in angles.iter().enumerate() {
-            let (a, b) = if cfg.halves { (i, i + half) } else { (2 * i, 2 * i + 1) };
+            let (a, b) = if cfg.halves {
+                (i, i + half)
+            } else {
+                (2 * i, 2 * i + 1)
+            };
             let (x0, x1) = (head[a], head[b]);
             head[a] = x0.mul_add(c, -(x1 * s));
             head[b] = x0.mul_add(s, x1 * c);
         }
     }
 }
-

@@ -77,7 +77,11 @@ impl Acts {
                 a.d.reserve(x.len() / 32);
                 a.s.reserve(x.len() / 32);
                 a.sum4 = vec![0; x.len() / 4];
-                for (b, (xb, qb)) in x.chunks_exact(32).zip(a.qs.chunks_exact_mut(32)).enumerate() {
+                for (b, (xb, qb)) in x
+                    .chunks_exact(32)
+                    .zip(a.qs.chunks_exact_mut(32))
+                    .enumerate()
+                {
                     let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
                     let d = amax / 127.0;
                     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
@@ -96,7 +100,11 @@ impl Acts {
             ActKind::Blocks256 => {
                 a.qs = vec![0; x.len()];
                 a.bsums = vec![0; x.len() / 16];
-                for (b, (xb, qb)) in x.chunks_exact(256).zip(a.qs.chunks_exact_mut(256)).enumerate() {
+                for (b, (xb, qb)) in x
+                    .chunks_exact(256)
+                    .zip(a.qs.chunks_exact_mut(256))
+                    .enumerate()
+                {
                     let (mut max, mut amax) = (0f32, 0f32);
                     for &v in xb {
                         if v.abs() > amax {

@@ -58,10 +58,18 @@ pub fn dequantize_row(t: GgmlType, data: &[u8], out: &mut [f32]) {
             }
         }
         GgmlType::Q4_0 | GgmlType::Q4_1 => {
-            let (off, bytes) = if t == GgmlType::Q4_0 { (2, 18) } else { (4, 20) };
+            let (off, bytes) = if t == GgmlType::Q4_0 {
+                (2, 18)
+            } else {
+                (4, 20)
+            };
             for (b, y) in data.chunks_exact(bytes).zip(out.chunks_exact_mut(32)) {
                 let d = f16_at(b, 0);
-                let m = if t == GgmlType::Q4_1 { f16_at(b, 2) } else { -8.0 * d };
+                let m = if t == GgmlType::Q4_1 {
+                    f16_at(b, 2)
+                } else {
+                    -8.0 * d
+                };
                 let qs = &b[off..off + 16];
                 for j in 0..16 {
                     y[j] = (qs[j] & 0xF) as f32 * d + m;
@@ -70,10 +78,18 @@ pub fn dequantize_row(t: GgmlType, data: &[u8], out: &mut [f32]) {
             }
         }
         GgmlType::Q5_0 | GgmlType::Q5_1 => {
-            let (off, bytes) = if t == GgmlType::Q5_0 { (2, 22) } else { (4, 24) };
+            let (off, bytes) = if t == GgmlType::Q5_0 {
+                (2, 22)
+            } else {
+                (4, 24)
+            };
             for (b, y) in data.chunks_exact(bytes).zip(out.chunks_exact_mut(32)) {
                 let d = f16_at(b, 0);
-                let m = if t == GgmlType::Q5_1 { f16_at(b, 2) } else { -16.0 * d };
+                let m = if t == GgmlType::Q5_1 {
+                    f16_at(b, 2)
+                } else {
+                    -16.0 * d
+                };
                 let qh = u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]]);
                 let qs = &b[off + 4..off + 20];
                 for j in 0..16 {
@@ -163,7 +179,9 @@ pub fn dequantize_row(t: GgmlType, data: &[u8], out: &mut [f32]) {
 /// whole number of `t`'s blocks.
 pub fn quantize_row(t: GgmlType, x: &[f32], out: &mut Vec<u8>) {
     match t {
-        GgmlType::F32 => x.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        GgmlType::F32 => x
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         GgmlType::F16 => x.iter().for_each(|&v| put_f16(out, v)),
         GgmlType::BF16 => x
             .iter()
@@ -180,7 +198,9 @@ pub fn quantize_row(t: GgmlType, x: &[f32], out: &mut Vec<u8>) {
         GgmlType::Q4_0 => {
             for b in x.chunks_exact(32) {
                 // The value of largest magnitude, sign kept, maps to −8.
-                let max = b.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+                let max = b
+                    .iter()
+                    .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
                 let d = max / -8.0;
                 let id = if d != 0.0 { 1.0 / d } else { 0.0 };
                 put_f16(out, d);
@@ -202,7 +222,9 @@ pub fn quantize_row(t: GgmlType, x: &[f32], out: &mut Vec<u8>) {
         }
         GgmlType::Q5_0 => {
             for b in x.chunks_exact(32) {
-                let max = b.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+                let max = b
+                    .iter()
+                    .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
                 let d = max / -16.0;
                 let id = if d != 0.0 { 1.0 / d } else { 0.0 };
                 put_f16(out, d);
@@ -240,9 +262,15 @@ pub fn quantize_row(t: GgmlType, x: &[f32], out: &mut Vec<u8>) {
                 out.extend_from_slice(&qs);
             }
         }
-        GgmlType::Q4_K => x.chunks_exact(QK_K).for_each(|b| super::kquant::quantize_q4_k(b, out)),
-        GgmlType::Q5_K => x.chunks_exact(QK_K).for_each(|b| super::kquant::quantize_q5_k(b, out)),
-        GgmlType::Q6_K => x.chunks_exact(QK_K).for_each(|b| super::kquant::quantize_q6_k(b, out)),
+        GgmlType::Q4_K => x
+            .chunks_exact(QK_K)
+            .for_each(|b| super::kquant::quantize_q4_k(b, out)),
+        GgmlType::Q5_K => x
+            .chunks_exact(QK_K)
+            .for_each(|b| super::kquant::quantize_q5_k(b, out)),
+        GgmlType::Q6_K => x
+            .chunks_exact(QK_K)
+            .for_each(|b| super::kquant::quantize_q6_k(b, out)),
         other => panic!("quantize_row: {other} is not supported"),
     }
 }

@@ -65,7 +65,9 @@ pub fn dot(isa: Isa, t: GgmlType, w: &[u8], a: &ActRow<'_>) -> f32 {
 pub fn dot4(isa: Isa, t: GgmlType, w: [&[u8]; 4], a: &ActRow<'_>) -> [f32; 4] {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => super::x86::dot4(t, w, a).unwrap_or_else(|| w.map(|r| super::x86::dot(t, r, a))),
+        Isa::Avx512Vnni => {
+            super::x86::dot4(t, w, a).unwrap_or_else(|| w.map(|r| super::x86::dot(t, r, a)))
+        }
         _ => w.map(|r| dot_ref(t, r, a)),
     }
 }
@@ -110,7 +112,11 @@ pub fn dot_ref(t: GgmlType, w: &[u8], a: &ActRow<'_>) -> f32 {
             }
         }
         GgmlType::Q4_0 | GgmlType::Q4_1 => {
-            let (off, bytes) = if t == GgmlType::Q4_0 { (2, 18) } else { (4, 20) };
+            let (off, bytes) = if t == GgmlType::Q4_0 {
+                (2, 18)
+            } else {
+                (4, 20)
+            };
             for (b, blk) in w.chunks_exact(bytes).enumerate() {
                 let q = &a.qs[32 * b..32 * b + 32];
                 let bias = if t == GgmlType::Q4_0 { 8 } else { 0 };
@@ -126,7 +132,11 @@ pub fn dot_ref(t: GgmlType, w: &[u8], a: &ActRow<'_>) -> f32 {
             }
         }
         GgmlType::Q5_0 | GgmlType::Q5_1 => {
-            let (off, bytes) = if t == GgmlType::Q5_0 { (2, 22) } else { (4, 24) };
+            let (off, bytes) = if t == GgmlType::Q5_0 {
+                (2, 22)
+            } else {
+                (4, 24)
+            };
             for (b, blk) in w.chunks_exact(bytes).enumerate() {
                 let q = &a.qs[32 * b..32 * b + 32];
                 let qh = u32::from_le_bytes([blk[off], blk[off + 1], blk[off + 2], blk[off + 3]]);

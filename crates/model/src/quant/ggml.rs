@@ -36,6 +36,7 @@ pub fn reduce16(l: &[f32; 16]) -> f32 {
 /// `ggml_vec_dot_f16` of two f16 vectors given as f32 values (exactly representable): steps
 /// of 64 into four 16-lane FMA accumulators, reduced `(s0+s2)+(s1+s3)` then [`reduce16`],
 /// the rest added in f64.
+#[allow(clippy::needless_range_loop)] // lane l of accumulator j, as ggml writes it
 pub fn dot_f16(x: &[f32], y: &[f32]) -> f32 {
     let n = x.len().min(y.len());
     let np = n & !63;
@@ -113,13 +114,16 @@ pub fn expf(x: f32) -> f32 {
     let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r); // 0x1.715476p+0
     let n = z - r;
     let b = (-n).mul_add(
-        f32::from_bits(0x35bf_be8e), // 0x1.7f7d1cp-20
+        f32::from_bits(0x35bf_be8e),                  // 0x1.7f7d1cp-20
         (-n).mul_add(f32::from_bits(0x3f31_7200), x), // 0x1.62e4p-1
     );
     let u = b * b;
     let j = f32::from_bits(0x3c07_2010) // 0x1.0e4020p-7
         .mul_add(b, f32::from_bits(0x3d2b_9f17)) // 0x1.573e2ep-5
-        .mul_add(u, f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb))) // 0x1.555e66p-3, 0x1.fffdb6p-2
+        .mul_add(
+            u,
+            f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)),
+        ) // 0x1.555e66p-3, 0x1.fffdb6p-2
         .mul_add(u, f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0)); // 0x1.ffffecp-1
     if n.abs() > 192.0 {
         return if n <= 0.0 { 0.0 } else { f32::INFINITY };
@@ -207,7 +211,10 @@ mod tests {
             let x = i as f32 * 0.11;
             let (ours, libm) = (expf(x), x.exp());
             if libm.is_finite() && libm > 1e-37 {
-                assert!(((ours - libm) / libm).abs() < 3e-7, "exp({x}): {ours} against {libm}");
+                assert!(
+                    ((ours - libm) / libm).abs() < 3e-7,
+                    "exp({x}): {ours} against {libm}"
+                );
             }
         }
         assert_eq!(expf(f32::NEG_INFINITY), 0.0);
@@ -232,6 +239,10 @@ mod tests {
         m[8] = 0.0;
         m[1] = 1.0;
         m[5] = 0.0;
-        assert_eq!(reduce16(&m), 1.0, "(u0 + u2) + (u1 + u3): the 1 is added last");
+        assert_eq!(
+            reduce16(&m),
+            1.0,
+            "(u0 + u2) + (u1 + u3): the 1 is added last"
+        );
     }
 }

@@ -144,7 +144,11 @@ fn symmetric_scale(x: &[f32], nmax: i32, levels: &mut [i8]) -> f32 {
 fn pack_scales(scales: &[f32; 8], mins: &[f32; 8]) -> (f32, f32, [u8; 12]) {
     let max_scale = scales.iter().copied().fold(0f32, f32::max);
     let max_min = mins.iter().copied().fold(0f32, f32::max);
-    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
     let mut packed = [0u8; 12];
     for j in 0..8 {
@@ -243,7 +247,11 @@ pub fn quantize_q6_k(x: &[f32], out: &mut Vec<u8>) {
     let mut scales = [0f32; 16];
     let (mut max_scale, mut max_abs) = (0f32, 0f32);
     for ib in 0..16 {
-        let s = symmetric_scale(&x[16 * ib..16 * ib + 16], 32, &mut levels[16 * ib..16 * ib + 16]);
+        let s = symmetric_scale(
+            &x[16 * ib..16 * ib + 16],
+            32,
+            &mut levels[16 * ib..16 * ib + 16],
+        );
         scales[ib] = s;
         if s.abs() > max_abs {
             max_abs = s.abs();

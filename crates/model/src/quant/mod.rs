@@ -64,7 +64,10 @@ impl QMatrix {
         let cols = t.dims[0];
         let rows = t.dims[1..].iter().product();
         let row_bytes = t.dtype.row_bytes(cols).ok_or_else(|| {
-            file.error(format!("tensor {}: rows of {cols} are not whole blocks", t.name))
+            file.error(format!(
+                "tensor {}: rows of {cols} are not whole blocks",
+                t.name
+            ))
         })?;
         Ok(Self {
             dtype: t.dtype,
@@ -162,7 +165,11 @@ impl QMatrix {
 pub fn matmul_many(jobs: &mut [(&QMatrix, &Acts, &mut [f32])], pool: &pool::Pool) {
     for (w, a, out) in jobs.iter() {
         assert_eq!(a.cols, w.cols, "activations and matrix disagree on width");
-        assert_eq!(a.kind(), w.act_kind(), "activations are in the wrong format");
+        assert_eq!(
+            a.kind(),
+            w.act_kind(),
+            "activations are in the wrong format"
+        );
         assert_eq!(out.len(), a.rows * w.rows, "output has the wrong size");
     }
     let isa = Isa::detect();
@@ -177,7 +184,10 @@ pub fn matmul_many(jobs: &mut [(&QMatrix, &Acts, &mut [f32])], pool: &pool::Pool
             r0 += chunk;
         }
     }
-    let outs: Vec<pool::Disjoint> = jobs.iter_mut().map(|(_, _, o)| pool::Disjoint::new(o)).collect();
+    let outs: Vec<pool::Disjoint> = jobs
+        .iter_mut()
+        .map(|(_, _, o)| pool::Disjoint::new(o))
+        .collect();
     let jobs: &[(&QMatrix, &Acts, &mut [f32])] = jobs;
     pool.run(parts.len(), &|t| {
         let (j, r0, r1) = parts[t];
@@ -188,10 +198,20 @@ pub fn matmul_many(jobs: &mut [(&QMatrix, &Acts, &mut [f32])], pool: &pool::Pool
         let mut i = 0;
         // Four activation rows at a time: each weight block is unpacked once for four.
         while i + 4 <= acts.rows {
-            let a = [acts.row(i), acts.row(i + 1), acts.row(i + 2), acts.row(i + 3)];
+            let a = [
+                acts.row(i),
+                acts.row(i + 1),
+                acts.row(i + 2),
+                acts.row(i + 3),
+            ];
             let mut r = r0;
             while r + 4 <= r1 {
-                let v = dot::tile4(isa, w.dtype, [row(r), row(r + 1), row(r + 2), row(r + 3)], [&a[0], &a[1], &a[2], &a[3]]);
+                let v = dot::tile4(
+                    isa,
+                    w.dtype,
+                    [row(r), row(r + 1), row(r + 2), row(r + 3)],
+                    [&a[0], &a[1], &a[2], &a[3]],
+                );
                 for (c, _) in a.iter().enumerate() {
                     // SAFETY: this task alone writes columns `r0..r1` of every output row.
                     #[allow(unsafe_code)]
@@ -222,12 +242,20 @@ pub fn matmul_many(jobs: &mut [(&QMatrix, &Acts, &mut [f32])], pool: &pool::Pool
                 // Decoding streams every weight once: ask for the next rows while these run.
                 #[cfg(target_arch = "x86_64")]
                 {
-                    let ahead: usize = std::env::var("PF").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+                    let ahead: usize = std::env::var("PF")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(8);
                     if isa == Isa::Avx512Vnni && ahead > 0 && r + ahead + 4 <= rows {
                         x86::prefetch(&bytes[(r + ahead) * rb..(r + ahead + 4) * rb]);
                     }
                 }
-                let v = dot::dot4(isa, w.dtype, [row(r), row(r + 1), row(r + 2), row(r + 3)], &a);
+                let v = dot::dot4(
+                    isa,
+                    w.dtype,
+                    [row(r), row(r + 1), row(r + 2), row(r + 3)],
+                    &a,
+                );
                 o[r - r0..r - r0 + 4].copy_from_slice(&v);
                 r += 4;
             }

@@ -53,13 +53,16 @@ pub struct Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("threads", &self.threads()).finish()
+        f.debug_struct("Pool")
+            .field("threads", &self.threads())
+            .finish()
     }
 }
 
 fn split(f: &(dyn Fn(usize) + Sync + '_)) -> [u64; 2] {
     // SAFETY: a `&dyn Fn` is two pointer-sized words; they are stored and rebuilt unchanged.
-    let words: [usize; 2] = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync + '_), [usize; 2]>(f) };
+    let words: [usize; 2] =
+        unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync + '_), [usize; 2]>(f) };
     [words[0] as u64, words[1] as u64]
 }
 
@@ -272,8 +275,13 @@ impl Disjoint {
     /// # Safety
     /// No other part in use at the same time may overlap this one, and the slice the
     /// `Disjoint` was made from must still be borrowed by the caller of `run`.
+    #[allow(clippy::mut_from_ref)] // disjoint parts of one buffer, by the caller's contract
     pub unsafe fn part(&self, start: usize, len: usize) -> &mut [f32] {
-        assert!(start + len <= self.len, "part {start}+{len} of {}", self.len);
+        assert!(
+            start + len <= self.len,
+            "part {start}+{len} of {}",
+            self.len
+        );
         // SAFETY: in bounds (checked); exclusive by the caller's contract.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }

@@ -33,8 +33,18 @@ fn dequantized_acts(a: &Acts, i: usize) -> Vec<f32> {
     let r = a.row(i);
     match a.kind() {
         ActKind::Float => r.f.to_vec(),
-        ActKind::Blocks32 => r.qs.iter().enumerate().map(|(j, &q)| q as f32 * r.d[j / 32]).collect(),
-        ActKind::Blocks256 => r.qs.iter().enumerate().map(|(j, &q)| q as f32 * r.d[j / 256]).collect(),
+        ActKind::Blocks32 => {
+            r.qs.iter()
+                .enumerate()
+                .map(|(j, &q)| q as f32 * r.d[j / 32])
+                .collect()
+        }
+        ActKind::Blocks256 => {
+            r.qs.iter()
+                .enumerate()
+                .map(|(j, &q)| q as f32 * r.d[j / 256])
+                .collect()
+        }
     }
 }
 
@@ -45,7 +55,8 @@ fn quantization_round_trips_within_each_formats_precision() {
         let m = QMatrix::quantize(t, 4, 512, &x).unwrap();
         assert_eq!(m.bytes().len(), 4 * t.row_bytes(512).unwrap());
         let y = m.dequantize();
-        let rms = (x.iter().zip(&y).map(|(a, b)| (a - b).powi(2)).sum::<f32>() / x.len() as f32).sqrt();
+        let rms =
+            (x.iter().zip(&y).map(|(a, b)| (a - b).powi(2)).sum::<f32>() / x.len() as f32).sqrt();
         let bound = match t {
             GgmlType::F32 => 0.0,
             GgmlType::F16 | GgmlType::BF16 => 0.01,
@@ -62,7 +73,11 @@ fn reference_dot_equals_the_dot_of_dequantized_values() {
     // 576 = 18 blocks of 32 (SmolLM2's width, an even count) and 544 = 17 (odd); k-quants
     // need multiples of 256.
     for (t, cols) in TYPES.iter().flat_map(|&t| {
-        let widths: &[usize] = if t.block().0 == 256 { &[256, 768] } else { &[576, 544, 64] };
+        let widths: &[usize] = if t.block().0 == 256 {
+            &[256, 768]
+        } else {
+            &[576, 544, 64]
+        };
         widths.iter().map(move |&c| (t, c))
     }) {
         let w = QMatrix::quantize(t, 3, cols, &random(3 * cols, 2)).unwrap();
@@ -89,7 +104,11 @@ fn reference_dot_equals_the_dot_of_dequantized_values() {
 fn simd_kernels_equal_the_reference() {
     let isa = Isa::detect();
     for t in TYPES {
-        let widths: &[usize] = if t.block().0 == 256 { &[256, 1536] } else { &[576, 544, 1536, 32] };
+        let widths: &[usize] = if t.block().0 == 256 {
+            &[256, 1536]
+        } else {
+            &[576, 544, 1536, 32]
+        };
         for &cols in widths {
             let w = QMatrix::quantize(t, 5, cols, &random(5 * cols, 4)).unwrap();
             let acts = Acts::quantize(w.act_kind(), &random(3 * cols, 5), cols);
@@ -110,6 +129,7 @@ fn simd_kernels_equal_the_reference() {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)] // rows and columns of a tile
 fn four_row_kernels_equal_one_row_at_a_time_to_the_bit() {
     let isa = Isa::detect();
     for t in TYPES {
@@ -119,14 +139,27 @@ fn four_row_kernels_equal_one_row_at_a_time_to_the_bit() {
         let a = acts.row(0);
         let four = dot::dot4(isa, t, [w.row(0), w.row(1), w.row(2), w.row(3)], &a);
         for r in 0..4 {
-            assert_eq!(four[r].to_bits(), dot::dot(isa, t, w.row(r), &a).to_bits(), "{t} row {r}");
+            assert_eq!(
+                four[r].to_bits(),
+                dot::dot(isa, t, w.row(r), &a).to_bits(),
+                "{t} row {r}"
+            );
         }
         let acts4 = Acts::quantize(w.act_kind(), &random(4 * cols, 12), cols);
         let rows4 = [acts4.row(0), acts4.row(1), acts4.row(2), acts4.row(3)];
-        let tile = dot::tile4(isa, t, [w.row(0), w.row(1), w.row(2), w.row(3)], [&rows4[0], &rows4[1], &rows4[2], &rows4[3]]);
+        let tile = dot::tile4(
+            isa,
+            t,
+            [w.row(0), w.row(1), w.row(2), w.row(3)],
+            [&rows4[0], &rows4[1], &rows4[2], &rows4[3]],
+        );
         for r in 0..4 {
             for c in 0..4 {
-                assert_eq!(tile[r][c].to_bits(), dot::dot(isa, t, w.row(r), &rows4[c]).to_bits(), "{t} tile {r},{c}");
+                assert_eq!(
+                    tile[r][c].to_bits(),
+                    dot::dot(isa, t, w.row(r), &rows4[c]).to_bits(),
+                    "{t} tile {r},{c}"
+                );
             }
         }
     }
@@ -135,8 +168,14 @@ fn four_row_kernels_equal_one_row_at_a_time_to_the_bit() {
 #[test]
 fn f16_dot_kernels_equal_the_portable_ggml_order_to_the_bit() {
     let isa = Isa::detect();
-    let x: Vec<half::f16> = random(300, 10).iter().map(|&v| half::f16::from_f32(v)).collect();
-    let y: Vec<half::f16> = random(300, 11).iter().map(|&v| half::f16::from_f32(v)).collect();
+    let x: Vec<half::f16> = random(300, 10)
+        .iter()
+        .map(|&v| half::f16::from_f32(v))
+        .collect();
+    let y: Vec<half::f16> = random(300, 11)
+        .iter()
+        .map(|&v| half::f16::from_f32(v))
+        .collect();
     let f = |v: &[half::f16]| v.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
     for n in [1usize, 15, 16, 17, 63, 64, 65, 128, 200, 256, 300] {
         let (xf, yf) = (f(&x[..n]), f(&y[..n]));
@@ -148,8 +187,16 @@ fn f16_dot_kernels_equal_the_portable_ggml_order_to_the_bit() {
         let tiled = ggml::dot_f16_tiled(&xf, &yf);
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Avx512Vnni {
-            assert_eq!(x86::dot_f16_padded(&x[..n], &y[..n]).to_bits(), want.to_bits(), "padded, n {n}");
-            assert_eq!(x86::dot_f16_tiled(&x[..n], &y[..n]).to_bits(), tiled.to_bits(), "tiled, n {n}");
+            assert_eq!(
+                x86::dot_f16_padded(&x[..n], &y[..n]).to_bits(),
+                want.to_bits(),
+                "padded, n {n}"
+            );
+            assert_eq!(
+                x86::dot_f16_tiled(&x[..n], &y[..n]).to_bits(),
+                tiled.to_bits(),
+                "tiled, n {n}"
+            );
         }
         let exact: f64 = xf.iter().zip(&yf).map(|(a, b)| *a as f64 * *b as f64).sum();
         assert!((want as f64 - exact).abs() < 1e-4 && (tiled as f64 - exact).abs() < 1e-4);
@@ -179,11 +226,15 @@ fn pool_runs_every_task_once_across_many_jobs() {
     let pool = pool::Pool::new(4);
     for round in 0..2000usize {
         let n = round % 37;
-        let hits: Vec<std::sync::atomic::AtomicUsize> = (0..n).map(|_| Default::default()).collect();
+        let hits: Vec<std::sync::atomic::AtomicUsize> =
+            (0..n).map(|_| Default::default()).collect();
         pool.run(n, &|i| {
             hits[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         });
-        assert!(hits.iter().all(|h| h.load(std::sync::atomic::Ordering::Relaxed) == 1));
+        assert!(
+            hits.iter()
+                .all(|h| h.load(std::sync::atomic::Ordering::Relaxed) == 1)
+        );
     }
 }
 

@@ -144,7 +144,7 @@ impl GgmlType {
     /// Bytes of a row of `n` values, or `None` when `n` is not a whole number of blocks.
     pub fn row_bytes(self, n: usize) -> Option<usize> {
         let (bs, bytes) = self.block();
-        (n % bs == 0).then(|| n / bs * bytes)
+        n.is_multiple_of(bs).then(|| n / bs * bytes)
     }
 
     /// Whether duet computes with this type (dequantizes it and multiplies by it).

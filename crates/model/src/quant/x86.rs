@@ -50,11 +50,11 @@ unsafe fn half(p: *const u8) -> f32 {
 /// it has a minimum, and the offset its levels carry (as a shift: 2^k).
 const fn layout(kind: u8) -> (usize, usize, Option<usize>, bool, Option<i32>) {
     match kind {
-        0 => (18, 2, None, false, Some(3)),   // Q4_0: q − 8
-        1 => (20, 4, None, true, None),       // Q4_1: d·q + m
+        0 => (18, 2, None, false, Some(3)),    // Q4_0: q − 8
+        1 => (20, 4, None, true, None),        // Q4_1: d·q + m
         2 => (22, 6, Some(2), false, Some(4)), // Q5_0: q − 16
-        3 => (24, 8, Some(4), true, None),    // Q5_1: d·q + m
-        _ => (34, 2, None, false, Some(7)),   // Q8_0: (q + 128) − 128
+        3 => (24, 8, Some(4), true, None),     // Q5_1: d·q + m
+        _ => (34, 2, None, false, Some(7)),    // Q8_0: (q + 128) − 128
     }
 }
 
@@ -80,7 +80,10 @@ unsafe fn blocks32<const KIND: u8>(w: &[u8], a: &ActRow<'_>) -> f32 {
                 _mm512_xor_si512(v, _mm512_set1_epi8(-128))
             } else {
                 // [block 0's 16 bytes | block 1's 16 bytes] → low nibbles, high nibbles.
-                let x = _mm256_loadu2_m128i(w1.add(qs_off) as *const __m128i, w0.add(qs_off) as *const __m128i);
+                let x = _mm256_loadu2_m128i(
+                    w1.add(qs_off) as *const __m128i,
+                    w0.add(qs_off) as *const __m128i,
+                );
                 let lo = _mm256_and_si256(x, nib);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), nib);
                 // [lo0 lo1 hi0 hi1] → [lo0 hi0 lo1 hi1]: values 0–31 of block 0, then block 1.
@@ -97,7 +100,10 @@ unsafe fn blocks32<const KIND: u8>(w: &[u8], a: &ActRow<'_>) -> f32 {
             let init = match shift {
                 Some(k) => {
                     let s4 = _mm512_loadu_si512(a.sum4.as_ptr().add(16 * p) as *const __m512i);
-                    _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_sllv_epi32(s4, _mm512_set1_epi32(k)))
+                    _mm512_sub_epi32(
+                        _mm512_setzero_si512(),
+                        _mm512_sllv_epi32(s4, _mm512_set1_epi32(k)),
+                    )
                 }
                 None => _mm512_setzero_si512(),
             };
@@ -114,7 +120,13 @@ unsafe fn blocks32<const KIND: u8>(w: &[u8], a: &ActRow<'_>) -> f32 {
     let mut total = _mm512_reduce_add_ps(acc) + extra;
     if nb % 2 == 1 {
         let b = nb - 1;
-        let t = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0][KIND as usize];
+        let t = [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q8_0,
+        ][KIND as usize];
         let tail = ActRow {
             qs: &a.qs[32 * b..32 * b + 32],
             d: &a.d[b..b + 1],
@@ -168,7 +180,10 @@ unsafe fn q4_1_exact(w: &[u8], a: &ActRow<'_>) -> f32 {
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn halves(v: __m512) -> (__m256, __m256) {
-    (_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
+    (
+        _mm512_castps512_ps256(v),
+        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)),
+    )
 }
 
 /// `d` (f16) and the following f16 (`m` or nothing) of a block, as f32.
@@ -196,6 +211,7 @@ unsafe fn nibbles2(a: *const u8, b: *const u8) -> __m512i {
 
 /// [`q4_1_exact`] for four rows at once, two rows per 512-bit register.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(clippy::needless_range_loop)] // row pairs index several arrays
 unsafe fn q4_1_exact4(w: [&[u8]; 4], a: &ActRow<'_>) -> [f32; 4] {
     let nb = w[0].len() / 20;
     let mut acc = [_mm512_setzero_ps(); 2];
@@ -214,7 +230,8 @@ unsafe fn q4_1_exact4(w: [&[u8]; 4], a: &ActRow<'_>) -> [f32; 4] {
                 let (db, mb) = half2(pb);
                 summs[ra] = ma.mul_add(s1, summs[ra]);
                 summs[rb] = mb.mul_add(s1, summs[rb]);
-                let scale = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(da * d1), _mm512_set1_ps(db * d1));
+                let scale =
+                    _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(da * d1), _mm512_set1_ps(db * d1));
                 let qx = nibbles2(pa.add(4), pb.add(4));
                 let xy = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qx, qy));
                 acc[pair] = _mm512_fmadd_ps(scale, xy, acc[pair]);
@@ -223,11 +240,17 @@ unsafe fn q4_1_exact4(w: [&[u8]; 4], a: &ActRow<'_>) -> [f32; 4] {
     }
     let (a0, a1) = halves(acc[0]);
     let (a2, a3) = halves(acc[1]);
-    [hsum8(a0) + summs[0], hsum8(a1) + summs[1], hsum8(a2) + summs[2], hsum8(a3) + summs[3]]
+    [
+        hsum8(a0) + summs[0],
+        hsum8(a1) + summs[1],
+        hsum8(a2) + summs[2],
+        hsum8(a3) + summs[3],
+    ]
 }
 
 /// [`q8_0_exact`] for four rows at once, two rows per 512-bit register.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(clippy::needless_range_loop)] // row pairs index several arrays
 unsafe fn q8_0_exact4(w: [&[u8]; 4], a: &ActRow<'_>) -> [f32; 4] {
     let nb = w[0].len() / 34;
     let mut acc = [_mm512_setzero_ps(); 2];
@@ -238,14 +261,22 @@ unsafe fn q8_0_exact4(w: [&[u8]; 4], a: &ActRow<'_>) -> [f32; 4] {
             let qy = _mm512_inserti64x4(_mm512_castsi256_si512(y), y, 1);
             let d1 = a.d[b];
             for pair in 0..2 {
-                let (pa, pb) = (w[2 * pair].as_ptr().add(34 * b), w[2 * pair + 1].as_ptr().add(34 * b));
-                let scale = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(half(pa) * d1), _mm512_set1_ps(half(pb) * d1));
+                let (pa, pb) = (
+                    w[2 * pair].as_ptr().add(34 * b),
+                    w[2 * pair + 1].as_ptr().add(34 * b),
+                );
+                let scale = _mm512_mask_blend_ps(
+                    0xFF00,
+                    _mm512_set1_ps(half(pa) * d1),
+                    _mm512_set1_ps(half(pb) * d1),
+                );
                 let xa = _mm256_loadu_si256(pa.add(2) as *const __m256i);
                 let xb = _mm256_loadu_si256(pb.add(2) as *const __m256i);
                 let qx = _mm512_inserti64x4(_mm512_castsi256_si512(xa), xb, 1);
                 // |x| and y with x's sign: the unsigned operand vpdpbusd wants.
                 let ax = _mm512_abs_epi8(qx);
-                let sy = _mm512_mask_sub_epi8(qy, _mm512_movepi8_mask(qx), _mm512_setzero_si512(), qy);
+                let sy =
+                    _mm512_mask_sub_epi8(qy, _mm512_movepi8_mask(qx), _mm512_setzero_si512(), qy);
                 let q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, sy));
                 acc[pair] = _mm512_fmadd_ps(scale, q, acc[pair]);
             }
@@ -284,7 +315,8 @@ unsafe fn q4_1_tile(w: [&[u8]; 4], a: [&ActRow<'_>; 4]) -> [[f32; 4]; 4] {
                 for r in 0..4 {
                     summs[r][c] = m0[r].mul_add(s1, summs[r][c]);
                     let d0d1 = _mm256_set1_ps(d0[r] * d1);
-                    let xy = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), qx[r], qy));
+                    let xy =
+                        _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), qx[r], qy));
                     acc[r][c] = _mm256_fmadd_ps(d0d1, xy, acc[r][c]);
                 }
             }
@@ -374,7 +406,11 @@ pub fn prefetch(bytes: &[u8]) {
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn reduce16(v: __m512) -> f32 {
-    let hi = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_setzero_pd(), _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1), 0));
+    let hi = _mm512_castpd_ps(_mm512_insertf64x4(
+        _mm512_setzero_pd(),
+        _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1),
+        0,
+    ));
     let t = _mm256_add_ps(_mm512_castps512_ps256(hi), _mm512_castps512_ps256(v));
     let u = _mm_add_ps(_mm256_extractf128_ps(t, 1), _mm256_castps256_ps128(t));
     let w = _mm_add_ps(u, _mm_permute_ps(u, 0b01_00_11_10));
@@ -413,7 +449,12 @@ unsafe fn dot_f16_padded_avx(x: &[half::f16], y: &[half::f16]) -> f32 {
             let at = i + 16 * j;
             if at < n {
                 // SAFETY: `n − at` values remain.
-                let (a, b) = unsafe { (load_f16(x.as_ptr().add(at), n - at), load_f16(y.as_ptr().add(at), n - at)) };
+                let (a, b) = unsafe {
+                    (
+                        load_f16(x.as_ptr().add(at), n - at),
+                        load_f16(y.as_ptr().add(at), n - at),
+                    )
+                };
                 *s = _mm512_fmadd_ps(a, b, *s);
             }
         }
@@ -436,7 +477,12 @@ unsafe fn dot_f16_tiled_avx(x: &[half::f16], y: &[half::f16]) -> f32 {
     let mut i = 0;
     while i < n {
         // SAFETY: `n − i` values remain.
-        let (a, b) = unsafe { (load_f16(x.as_ptr().add(i), n - i), load_f16(y.as_ptr().add(i), n - i)) };
+        let (a, b) = unsafe {
+            (
+                load_f16(x.as_ptr().add(i), n - i),
+                load_f16(y.as_ptr().add(i), n - i),
+            )
+        };
         acc = _mm512_fmadd_ps(a, b, acc);
         i += 16;
     }
@@ -459,12 +505,24 @@ fn v_expf(x: __m512) -> __m512 {
     let u = _mm512_mul_ps(b, b);
     let j = _mm512_fmadd_ps(
         _mm512_fmadd_ps(
-            _mm512_fmadd_ps(_mm512_set1_ps(f32::from_bits(0x3c07_2010)), b, _mm512_set1_ps(f32::from_bits(0x3d2b_9f17))),
+            _mm512_fmadd_ps(
+                _mm512_set1_ps(f32::from_bits(0x3c07_2010)),
+                b,
+                _mm512_set1_ps(f32::from_bits(0x3d2b_9f17)),
+            ),
             u,
-            _mm512_fmadd_ps(_mm512_set1_ps(f32::from_bits(0x3e2a_af33)), b, _mm512_set1_ps(f32::from_bits(0x3eff_fedb))),
+            _mm512_fmadd_ps(
+                _mm512_set1_ps(f32::from_bits(0x3e2a_af33)),
+                b,
+                _mm512_set1_ps(f32::from_bits(0x3eff_fedb)),
+            ),
         ),
         u,
-        _mm512_fmadd_ps(_mm512_set1_ps(f32::from_bits(0x3f7f_fff6)), b, _mm512_set1_ps(1.0)),
+        _mm512_fmadd_ps(
+            _mm512_set1_ps(f32::from_bits(0x3f7f_fff6)),
+            b,
+            _mm512_set1_ps(1.0),
+        ),
     );
     let res = _mm512_scalef_ps(j, n);
     if d == 0 {
@@ -496,7 +554,10 @@ unsafe fn swiglu_avx(gate: &mut [f32], up: &[f32]) {
             let x = _mm512_loadu_ps(gate.as_ptr().add(i));
             let e = v_expf(_mm512_sub_ps(_mm512_setzero_ps(), x));
             let silu = _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0), e));
-            _mm512_storeu_ps(gate.as_mut_ptr().add(i), _mm512_mul_ps(silu, _mm512_loadu_ps(up.as_ptr().add(i))));
+            _mm512_storeu_ps(
+                gate.as_mut_ptr().add(i),
+                _mm512_mul_ps(silu, _mm512_loadu_ps(up.as_ptr().add(i))),
+            );
         }
         i += 16;
     }
@@ -518,7 +579,11 @@ unsafe fn softmax_avx(x: &mut [f32]) {
     let mut sum = 0f64;
     let mut i = 0;
     while i < n {
-        let m = if n - i >= 16 { 0xFFFF } else { ((1u32 << (n - i)) - 1) as __mmask16 };
+        let m = if n - i >= 16 {
+            0xFFFF
+        } else {
+            ((1u32 << (n - i)) - 1) as __mmask16
+        };
         // SAFETY: `m` covers only the values left.
         unsafe {
             // Lanes past the end hold −∞, as llama.cpp's masked cache positions do.
@@ -532,7 +597,11 @@ unsafe fn softmax_avx(x: &mut [f32]) {
     let inv = _mm512_set1_ps((1.0 / sum) as f32);
     let mut i = 0;
     while i < n {
-        let m = if n - i >= 16 { 0xFFFF } else { ((1u32 << (n - i)) - 1) as __mmask16 };
+        let m = if n - i >= 16 {
+            0xFFFF
+        } else {
+            ((1u32 << (n - i)) - 1) as __mmask16
+        };
         // SAFETY: as above.
         unsafe {
             let v = _mm512_maskz_loadu_ps(m, x.as_ptr().add(i));
@@ -552,7 +621,11 @@ pub fn rotate(head: &mut [f32], angles: &[(f32, f32)], halves: bool) {
 unsafe fn rotate_fma(head: &mut [f32], angles: &[(f32, f32)], halves: bool) {
     let half = angles.len();
     for (i, &(c, s)) in angles.iter().enumerate() {
-        let (a, b) = if halves { (i, i + half) } else { (2 * i, 2 * i + 1) };
+        let (a, b) = if halves {
+            (i, i + half)
+        } else {
+            (2 * i, 2 * i + 1)
+        };
         let (x0, x1) = (head[a], head[b]);
         head[a] = x0.mul_add(c, -(x1 * s));
         head[b] = x0.mul_add(s, x1 * c);
@@ -583,6 +656,7 @@ unsafe fn q8_0_exact(w: &[u8], a: &ActRow<'_>) -> f32 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
+#[allow(clippy::needless_range_loop)] // sub-block j indexes scales, mins and sums
 unsafe fn q45_k<const FIVE: bool>(w: &[u8], a: &ActRow<'_>) -> f32 {
     let bytes = if FIVE { 176 } else { 144 };
     let ql_off = if FIVE { 48 } else { 16 };
@@ -595,7 +669,8 @@ unsafe fn q45_k<const FIVE: bool>(w: &[u8], a: &ActRow<'_>) -> f32 {
         for j in 0..8 {
             let (s, m) = scale_min_k4(j, &blk[4..16]);
             sc[j] = s as i32;
-            summ += m as i32 * (a.bsums[16 * b + 2 * j] as i32 + a.bsums[16 * b + 2 * j + 1] as i32);
+            summ +=
+                m as i32 * (a.bsums[16 * b + 2 * j] as i32 + a.bsums[16 * b + 2 * j + 1] as i32);
         }
         // SAFETY: `blk` is one whole super-block and `a.qs` holds its 256 activations at
         // `256 b`.
@@ -665,8 +740,16 @@ unsafe fn q6_k(w: &[u8], a: &ActRow<'_>) -> f32 {
                 let v01 = _mm512_or_si512(_mm512_and_si512(ql, m4), h01);
                 let v23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), h23);
                 let ab = a.qs.as_ptr().add(256 * b + 128 * half_);
-                let dp01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v01, _mm512_loadu_si512(ab as *const __m512i));
-                let dp23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v23, _mm512_loadu_si512(ab.add(64) as *const __m512i));
+                let dp01 = _mm512_dpbusd_epi32(
+                    _mm512_setzero_si512(),
+                    v01,
+                    _mm512_loadu_si512(ab as *const __m512i),
+                );
+                let dp23 = _mm512_dpbusd_epi32(
+                    _mm512_setzero_si512(),
+                    v23,
+                    _mm512_loadu_si512(ab.add(64) as *const __m512i),
+                );
                 let scales = _mm_loadl_epi64(p.add(192 + 8 * half_) as *const __m128i);
                 let s01 = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(scales, pick_lo));
                 let s23 = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(scales, pick_hi));
