@@ -43,15 +43,34 @@ fn app(models: Vec<(String, PathBuf)>) -> Result<axum::Router> {
 async fn a_gguf_model_serves_completions_and_chats() -> Result<()> {
     let file = root().join("testdata/gguf/tiny/llama-bpe/llama-bpe-q8_0.gguf");
     let app = app(vec![("tiny".into(), file.clone())])?;
-    let (st, v) = post(&app, "/v1/completions", json!({"model": "tiny", "prompt": "Hello world", "max_tokens": 6, "temperature": 0})).await?;
+    let (st, v) = post(
+        &app,
+        "/v1/completions",
+        json!({"model": "tiny", "prompt": "Hello world", "max_tokens": 6, "temperature": 0}),
+    )
+    .await?;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let served = v["choices"][0]["text"].as_str().unwrap_or_default().to_owned();
+    let served = v["choices"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert_eq!(v["usage"]["completion_tokens"], 6, "{v}");
     // The same greedy tokens as duet's own generation on the file.
     let loaded = duet_model::lm::LoadedLm::load(&file, &candle_core::Device::Cpu)?;
-    let ids = loaded.tokenizer.encode("Hello world", true).map_err(|e| anyhow::anyhow!("{e}"))?.get_ids().to_vec();
+    let ids = loaded
+        .tokenizer
+        .encode("Hello world", true)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .get_ids()
+        .to_vec();
     let want = duet_model::generate::greedy(&loaded.lm, &ids, 6)?;
-    assert_eq!(served, loaded.tokenizer.decode(&want, false).map_err(|e| anyhow::anyhow!("{e}"))?);
+    assert_eq!(
+        served,
+        loaded
+            .tokenizer
+            .decode(&want, false)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+    );
     let (st, v) = post(
         &app,
         "/v1/chat/completions",
@@ -78,7 +97,11 @@ async fn smollm2_answers_a_chat_as_llama_cpp_does() -> Result<()> {
         let (p, g): (Value, Value) = (serde_json::from_str(p)?, serde_json::from_str(g)?);
         // Continuations that end with an end-of-generation token are whole answers.
         let ids = g["greedy_ids"].as_array().cloned().unwrap_or_default();
-        if ids.last().and_then(|v| v.as_u64()).is_none_or(|t| ![0, 2, 4].contains(&t)) {
+        if ids
+            .last()
+            .and_then(|v| v.as_u64())
+            .is_none_or(|t| ![0, 2, 4].contains(&t))
+        {
             continue;
         }
         let (st, v) = post(
@@ -89,8 +112,17 @@ async fn smollm2_answers_a_chat_as_llama_cpp_does() -> Result<()> {
         .await?;
         assert_eq!(st, StatusCode::OK, "{v}");
         let want = g["greedy_text"].as_str().unwrap_or_default();
-        let want = want.trim_end_matches("<|im_end|>").trim_end_matches("<|endoftext|>");
-        assert_eq!(v["choices"][0]["message"]["content"].as_str().unwrap_or_default(), want, "{}", g["id"]);
+        let want = want
+            .trim_end_matches("<|im_end|>")
+            .trim_end_matches("<|endoftext|>");
+        assert_eq!(
+            v["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap_or_default(),
+            want,
+            "{}",
+            g["id"]
+        );
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
         checked += 1;
         if checked == 4 {
