@@ -21,6 +21,7 @@
 
 pub mod bert;
 pub mod chat;
+pub mod constrain;
 pub mod embed;
 mod error;
 pub mod fused;

@@ -63,6 +63,9 @@ fn greedy(lm: &Lm, prompt: &[u32], n: usize) -> Result<Vec<u32>> {
     Ok(duet_model::generate::greedy(lm, prompt, n)?)
 }
 
+/// Architectures whose feed-forward uses GELU (llama.cpp's f16 lookup table).
+const GELU_TABLE: [&str; 2] = ["gemma", "gpt2"];
+
 #[test]
 fn f32_files_match_transformers_logits_and_greedy_tokens() -> Result<()> {
     let names = archs()?;
@@ -83,9 +86,23 @@ fn f32_files_match_transformers_logits_and_greedy_tokens() -> Result<()> {
             .zip(&want)
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
+        // llama.cpp computes GELU through a table of f16 inputs even in f32
+        // files, as duet does; there the bound is what llama.cpp's own f32 run
+        // of the same file is from transformers (recorded in the golden file).
+        let tol = if GELU_TABLE.contains(&arch.as_str()) {
+            g["llama_cpp"]["f32"]["kv_f16"]["max_abs_diff_vs_transformers_per_position"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_f64())
+                .fold(0f64, f64::max) as f32
+                * 1.5
+        } else {
+            1e-4
+        };
         assert!(
-            diff < 1e-4,
-            "{arch}: f32 logits differ from transformers' by {diff}"
+            diff < tol,
+            "{arch}: f32 logits differ from transformers' by {diff} (bound {tol})"
         );
         let theirs = ids(&g["transformers"]["greedy_ids"]);
         assert_eq!(
@@ -214,12 +231,12 @@ fn broken_files_are_errors_that_name_the_key_or_tensor() -> Result<()> {
     let e = load_err(edited(&f, |_, t| {
         let q = t
             .iter_mut()
-            .find(|t| t.name == "blk.0.attn_q.weight")
-            .expect("attn_q");
+            .find(|t| t.name == "blk.0.ffn_down.weight")
+            .expect("ffn_down");
         q.dims.swap(0, 1);
     })?);
     assert!(
-        e.contains("tensor blk.0.attn_q.weight has dimensions"),
+        e.contains("tensor blk.0.ffn_down.weight has dimensions"),
         "{e}"
     );
     let e = load_err(edited(&f, |_, t| {

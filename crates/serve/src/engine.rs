@@ -17,8 +17,8 @@ use serde::Serialize;
 use tokenizers::Tokenizer;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::grammar;
 use crate::metrics::Metrics;
+use duet_model::constrain as grammar;
 
 /// Limits of one engine.
 #[derive(Debug, Clone)]

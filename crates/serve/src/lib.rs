@@ -12,7 +12,6 @@ pub mod api;
 pub mod auth;
 pub mod engine;
 pub mod error;
-pub mod grammar;
 pub mod metrics;
 pub mod server;
 

@@ -40,9 +40,9 @@ use crate::api::{
 use crate::auth::{Keys, Refusal};
 use crate::engine::{Engine, EngineConfig, Event, Job, SubmitError, TokenLogprob};
 use crate::error::{ApiError, Error, Result};
-use crate::grammar::Grammars;
 use crate::metrics::{Metrics, ModelLabel, RouteLabels};
 use duet_model::chat::{BUILTIN_STOPS, ChatTemplate};
+use duet_model::constrain::{Constraint, Grammars};
 
 /// Everything `duet serve` is configured with.
 #[derive(Debug, Clone, Default)]
@@ -118,6 +118,23 @@ fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// What a `response_format` asks of the output, as the decoder's constraint (`None` for text).
+fn constraint_of(f: &ResponseFormat) -> std::result::Result<Option<Constraint>, ApiError> {
+    Ok(match f {
+        ResponseFormat::Text => None,
+        ResponseFormat::JsonObject => Some(Constraint::JsonSchema(json!({"type": "object"}))),
+        ResponseFormat::JsonSchema { json_schema } => match json_schema.get("schema") {
+            Some(s) => Some(Constraint::JsonSchema(s.clone())),
+            None => {
+                return Err(ApiError::invalid(
+                    "response_format",
+                    "`response_format.json_schema.schema` is missing",
+                ));
+            }
+        },
+    })
 }
 
 /// A chat template that does not compile, as a configuration error.
@@ -595,7 +612,9 @@ fn submit(
 ) -> std::result::Result<Submitted, ApiError> {
     let deadline = s.timeout.map(|t| Instant::now() + t);
     let grammar = || -> std::result::Result<Option<llguidance::Matcher>, ApiError> {
-        let Some(f) = format else { return Ok(None) };
+        let Some(c) = format.map(constraint_of).transpose()?.flatten() else {
+            return Ok(None);
+        };
         let grammars = g.grammars.as_ref().map_err(|why| {
             ApiError::invalid(
                 "response_format",
@@ -603,7 +622,7 @@ fn submit(
             )
         })?;
         grammars
-            .matcher(f)
+            .matcher(&c)
             .map(Some)
             .map_err(|e| ApiError::invalid("response_format", e))
     };

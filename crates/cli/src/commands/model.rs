@@ -75,7 +75,10 @@ pub struct InspectArgs {
 }
 
 /// The grammar `--regex` or `--grammar` asks for, if any.
-fn constraint(a: &GenerateArgs, loaded: &LoadedLm) -> Result<Option<duet_serve::grammar::Matcher>> {
+fn constraint(
+    a: &GenerateArgs,
+    loaded: &LoadedLm,
+) -> Result<Option<duet_model::constrain::Matcher>> {
     if a.regex.is_none() && a.grammar.is_none() {
         return Ok(None);
     }
@@ -86,7 +89,7 @@ fn constraint(a: &GenerateArgs, loaded: &LoadedLm) -> Result<Option<duet_serve::
         .copied()
         .or_else(|| tok.token_to_id("<|endoftext|>"))
         .unwrap_or(0);
-    let grammars = duet_serve::grammar::Grammars::new(
+    let grammars = duet_model::constrain::Grammars::new(
         std::sync::Arc::new(tok.clone()),
         loaded.lm.vocab(),
         eos,
@@ -113,10 +116,10 @@ fn constrained(
     tok: &tokenizers::Tokenizer,
     ids: &[u32],
     params: &SamplingParams,
-    m: &mut duet_serve::grammar::Matcher,
+    m: &mut duet_model::constrain::Matcher,
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<generate::Generation> {
-    use duet_serve::grammar::{advance, mask};
+    use duet_model::constrain::{advance, mask};
     let (mut seq, mut delta) =
         generate::Sequence::start_with(model, tok, ids, params, Some(&mut |l| mask(m, l)))?;
     loop {

@@ -137,13 +137,29 @@ pub fn from_metadata(md: &Metadata) -> Result<Tokenizer> {
             )));
         }
     };
+    // llama.cpp strips the whitespace after Phi-3's special tokens (its `RSTRIP` attribute,
+    // set by model name in `llama-vocab.cpp`), as Phi-3's own tokenizer does.
+    let name = md
+        .get("general.name")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_lowercase();
+    let phi3 = name.contains("phi-3") || name.contains("phi3");
     let added: Vec<AddedToken> = tokens
         .iter()
         .zip(&types)
-        .filter(|(_, t)| matches!(t, TokenType::Control | TokenType::UserDefined))
+        .filter(|(_, t)| {
+            matches!(
+                t,
+                TokenType::Control | TokenType::UserDefined | TokenType::Unknown
+            )
+        })
         .filter(|(text, _)| !text.is_empty())
         .map(|(text, t)| {
-            AddedToken::from((*text).to_owned(), *t == TokenType::Control).normalized(false)
+            let rstrip = phi3 && !matches!(*text, "<unk>" | "<s>" | "<|endoftext|>");
+            AddedToken::from((*text).to_owned(), *t != TokenType::UserDefined)
+                .normalized(false)
+                .rstrip(rstrip)
         })
         .collect();
     tk.add_tokens(added)

@@ -23,15 +23,32 @@ pub fn rms_norm_into(src: &[f32], dst: &mut [f32], w: &[f32], eps: f32) {
     rms_norm(dst, w, eps);
 }
 
-/// LayerNorm of `src` into `dst` with weight and bias.
+/// LayerNorm of `src` into `dst` with weight and bias, as ggml's `norm` computes it: the sum
+/// in f64 then `mean = sum / n` in f32; the variance from squared deviations summed sixteen at
+/// a time (GCC's reduction order) into an f64; `((x − mean) · scale) · w + b`.
 pub fn layer_norm_into(src: &[f32], dst: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
     let n = w.len();
     for (s, d) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
-        let mean = s.iter().sum::<f32>() / n as f32;
-        let var = s.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n as f32;
-        let inv = 1.0 / (var + eps).sqrt();
+        let sum = s.iter().map(|&v| v as f64).sum::<f64>() as f32;
+        let mean = sum / n as f32;
+        let mut var = 0f64;
+        let full = n / 16 * 16;
+        for chunk in s[..full].chunks_exact(16) {
+            let mut sq = [0f32; 16];
+            for (q, &v) in sq.iter_mut().zip(chunk) {
+                let dv = v - mean;
+                *q = dv * dv;
+            }
+            var += ggml::reduce16(&sq) as f64;
+        }
+        for &v in &s[full..] {
+            let dv = v - mean;
+            var += (dv * dv) as f64;
+        }
+        let var = (var / n as f64) as f32;
+        let scale = 1.0 / (var + eps).sqrt();
         for i in 0..n {
-            d[i] = (s[i] - mean) * inv * w[i] + b[i];
+            d[i] = (s[i] - mean) * scale * w[i] + b[i];
         }
     }
 }
@@ -50,11 +67,20 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     ggml::swiglu(gate, up);
 }
 
-/// GPT-2's GELU (tanh approximation), in place.
+/// GPT-2's GELU (tanh approximation), in place, as ggml computes it on the CPU: through a
+/// table of f16 values (`GGML_GELU_FP16`): the input rounded to f16, GELU of that, rounded to
+/// f16; zero below −10 and the identity above 10.
 pub fn gelu(x: &mut [f32]) {
     const C: f32 = 0.797_884_6; // √(2/π)
+    const A: f32 = 0.044715;
     for v in x.iter_mut() {
-        *v = 0.5 * *v * (1.0 + (C * (*v + 0.044715 * *v * *v * *v)).tanh());
+        if *v <= -10.0 {
+            *v = 0.0;
+        } else if *v < 10.0 {
+            let h = half::f16::from_f32(*v).to_f32();
+            let g = 0.5 * h * (1.0 + (C * h * (1.0 + A * h * h)).tanh());
+            *v = half::f16::from_f32(g).to_f32();
+        }
     }
 }
 

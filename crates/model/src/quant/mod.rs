@@ -242,12 +242,9 @@ pub fn matmul_many(jobs: &mut [(&QMatrix, &Acts, &mut [f32])], pool: &pool::Pool
                 // Decoding streams every weight once: ask for the next rows while these run.
                 #[cfg(target_arch = "x86_64")]
                 {
-                    let ahead: usize = std::env::var("PF")
-                        .ok()
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(8);
-                    if isa == Isa::Avx512Vnni && ahead > 0 && r + ahead + 4 <= rows {
-                        x86::prefetch(&bytes[(r + ahead) * rb..(r + ahead + 4) * rb]);
+                    const AHEAD: usize = 8;
+                    if isa == Isa::Avx512Vnni && r + AHEAD + 4 <= rows {
+                        x86::prefetch(&bytes[(r + AHEAD) * rb..(r + AHEAD + 4) * rb]);
                     }
                 }
                 let v = dot::dot4(

@@ -186,16 +186,6 @@ fn halves(v: __m512) -> (__m256, __m256) {
     )
 }
 
-/// `d` (f16) and the following f16 (`m` or nothing) of a block, as f32.
-#[inline]
-#[target_feature(enable = "f16c")]
-unsafe fn half2(p: *const u8) -> (f32, f32) {
-    // SAFETY: the caller points at four readable bytes.
-    let bits = unsafe { (p as *const u32).read_unaligned() };
-    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
-    (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
-}
-
 /// Nibbles of two 16-byte blocks as `[lo A | hi A | lo B | hi B]` (values 0–31 of each).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx2")]
@@ -209,42 +199,64 @@ unsafe fn nibbles2(a: *const u8, b: *const u8) -> __m512i {
     _mm512_shuffle_i64x2(v, v, 0b11_01_10_00)
 }
 
-/// [`q4_1_exact`] for four rows at once, two rows per 512-bit register.
+/// The `d` and `m` (two f16s at the start of each block) of four blocks as
+/// `[d0, m0, d1, m1, d2, m2, d3, m3]` in f32.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn dm4(p: [*const u8; 4]) -> __m256 {
+    // SAFETY: the caller points at four readable bytes each.
+    let words = unsafe { p.map(|q| (q as *const i32).read_unaligned()) };
+    _mm256_cvtph_ps(_mm_setr_epi32(words[0], words[1], words[2], words[3]))
+}
+
+/// `[v[2i] × 8, v[2i+2] × 8]`: two rows' block scales spread over their register halves.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn spread(v: __m256, i: usize) -> __m512 {
+    let idx = if i == 0 {
+        _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2)
+    } else {
+        _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6)
+    };
+    _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(v))
+}
+
+/// [`q4_1_exact`] for four rows at once, two rows per 512-bit register; the four rows' block
+/// scales are converted and multiplied together (lane by lane, the same products).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 #[allow(clippy::needless_range_loop)] // row pairs index several arrays
 unsafe fn q4_1_exact4(w: [&[u8]; 4], a: &ActRow<'_>) -> [f32; 4] {
     let nb = w[0].len() / 20;
     let mut acc = [_mm512_setzero_ps(); 2];
-    let mut summs = [0f32; 4];
+    // Lanes 1, 3, 5, 7: the four rows' `m·s` sums (the even lanes are never read).
+    let mut summs = _mm256_setzero_ps();
     for b in 0..nb {
         // SAFETY: block `b` of each row is 20 bytes at `20 b` (the rows have equal lengths);
         // its activations 32 bytes at `32 b`.
         unsafe {
+            let p: [*const u8; 4] = [0, 1, 2, 3].map(|r| w[r].as_ptr().add(20 * b));
             let y = _mm256_loadu_si256(a.qs.as_ptr().add(32 * b) as *const __m256i);
             let qy = _mm512_inserti64x4(_mm512_castsi256_si512(y), y, 1);
-            let (d1, s1) = (a.d[b], a.s[b]);
+            let dm = dm4(p);
+            summs = _mm256_fmadd_ps(dm, _mm256_set1_ps(a.s[b]), summs);
+            let prod = _mm256_mul_ps(dm, _mm256_set1_ps(a.d[b]));
             for pair in 0..2 {
-                let (ra, rb) = (2 * pair, 2 * pair + 1);
-                let (pa, pb) = (w[ra].as_ptr().add(20 * b), w[rb].as_ptr().add(20 * b));
-                let (da, ma) = half2(pa);
-                let (db, mb) = half2(pb);
-                summs[ra] = ma.mul_add(s1, summs[ra]);
-                summs[rb] = mb.mul_add(s1, summs[rb]);
-                let scale =
-                    _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(da * d1), _mm512_set1_ps(db * d1));
-                let qx = nibbles2(pa.add(4), pb.add(4));
+                let qx = nibbles2(p[2 * pair].add(4), p[2 * pair + 1].add(4));
                 let xy = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qx, qy));
-                acc[pair] = _mm512_fmadd_ps(scale, xy, acc[pair]);
+                acc[pair] = _mm512_fmadd_ps(spread(prod, pair), xy, acc[pair]);
             }
         }
     }
+    let mut s = [0f32; 8];
+    // SAFETY: eight floats into an eight-float array.
+    unsafe { _mm256_storeu_ps(s.as_mut_ptr(), summs) };
     let (a0, a1) = halves(acc[0]);
     let (a2, a3) = halves(acc[1]);
     [
-        hsum8(a0) + summs[0],
-        hsum8(a1) + summs[1],
-        hsum8(a2) + summs[2],
-        hsum8(a3) + summs[3],
+        hsum8(a0) + s[1],
+        hsum8(a1) + s[3],
+        hsum8(a2) + s[5],
+        hsum8(a3) + s[7],
     ]
 }
 
@@ -287,82 +299,105 @@ unsafe fn q8_0_exact4(w: [&[u8]; 4], a: &ActRow<'_>) -> [f32; 4] {
     [hsum8(a0), hsum8(a1), hsum8(a2), hsum8(a3)]
 }
 
-/// [`q4_1_exact`] for four rows against four rows of activations: each weight block is
-/// unpacked once for the four activation rows; every (row, activation) pair goes through the
-/// same operations in the same order as the one-row kernel.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+/// [`q4_1_exact`] for four rows against four rows of activations, two rows per 512-bit
+/// register: each weight block is unpacked once for the four activation rows; every
+/// (row, activation) pair goes through the same operations in the same order as the one-row
+/// kernel.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(clippy::needless_range_loop)] // rows, pairs and activations index several arrays
 unsafe fn q4_1_tile(w: [&[u8]; 4], a: [&ActRow<'_>; 4]) -> [[f32; 4]; 4] {
     let nb = w[0].len() / 20;
-    let mut acc = [[_mm256_setzero_ps(); 4]; 4];
-    let mut summs = [[0f32; 4]; 4];
-    let nib = _mm256_set1_epi8(0x0F);
+    // acc[pair][c]: rows 2·pair and 2·pair+1 against activation row c.
+    let mut acc = [[_mm512_setzero_ps(); 4]; 2];
+    // summs[c], lanes 1, 3, 5, 7: the four rows' `m·s` sums against activation row c.
+    let mut summs = [_mm256_setzero_ps(); 4];
     for b in 0..nb {
         // SAFETY: block `b` of each row is 20 bytes at `20 b`; activations 32 bytes at `32 b`.
         unsafe {
-            let mut qx = [_mm256_setzero_si256(); 4];
-            let mut d0 = [0f32; 4];
-            let mut m0 = [0f32; 4];
-            for r in 0..4 {
-                let p = w[r].as_ptr().add(20 * b);
-                d0[r] = half(p);
-                m0[r] = half(p.add(2));
-                let x = _mm_loadu_si128(p.add(4) as *const __m128i);
-                qx[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), nib);
-            }
+            let p: [*const u8; 4] = [0, 1, 2, 3].map(|r| w[r].as_ptr().add(20 * b));
+            let dm = dm4(p);
+            let qx = [
+                nibbles2(p[0].add(4), p[1].add(4)),
+                nibbles2(p[2].add(4), p[3].add(4)),
+            ];
             for c in 0..4 {
-                let qy = _mm256_loadu_si256(a[c].qs.as_ptr().add(32 * b) as *const __m256i);
-                let (d1, s1) = (a[c].d[b], a[c].s[b]);
-                for r in 0..4 {
-                    summs[r][c] = m0[r].mul_add(s1, summs[r][c]);
-                    let d0d1 = _mm256_set1_ps(d0[r] * d1);
-                    let xy =
-                        _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), qx[r], qy));
-                    acc[r][c] = _mm256_fmadd_ps(d0d1, xy, acc[r][c]);
+                let y = _mm256_loadu_si256(a[c].qs.as_ptr().add(32 * b) as *const __m256i);
+                let qy = _mm512_inserti64x4(_mm512_castsi256_si512(y), y, 1);
+                summs[c] = _mm256_fmadd_ps(dm, _mm256_set1_ps(a[c].s[b]), summs[c]);
+                let prod = _mm256_mul_ps(dm, _mm256_set1_ps(a[c].d[b]));
+                for pair in 0..2 {
+                    let xy = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(
+                        _mm512_setzero_si512(),
+                        qx[pair],
+                        qy,
+                    ));
+                    acc[pair][c] = _mm512_fmadd_ps(spread(prod, pair), xy, acc[pair][c]);
                 }
             }
         }
     }
     let mut out = [[0f32; 4]; 4];
-    for r in 0..4 {
-        for c in 0..4 {
-            out[r][c] = hsum8(acc[r][c]) + summs[r][c];
+    for c in 0..4 {
+        let mut s = [0f32; 8];
+        // SAFETY: eight floats into an eight-float array.
+        unsafe { _mm256_storeu_ps(s.as_mut_ptr(), summs[c]) };
+        for pair in 0..2 {
+            let (lo, hi) = halves(acc[pair][c]);
+            out[2 * pair][c] = hsum8(lo) + s[4 * pair + 1];
+            out[2 * pair + 1][c] = hsum8(hi) + s[4 * pair + 3];
         }
     }
     out
 }
 
-/// [`q8_0_exact`] for four rows against four rows of activations.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+/// [`q8_0_exact`] for four rows against four rows of activations, two rows per 512-bit
+/// register.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(clippy::needless_range_loop)] // rows, pairs and activations index several arrays
 unsafe fn q8_0_tile(w: [&[u8]; 4], a: [&ActRow<'_>; 4]) -> [[f32; 4]; 4] {
     let nb = w[0].len() / 34;
-    let mut acc = [[_mm256_setzero_ps(); 4]; 4];
+    let mut acc = [[_mm512_setzero_ps(); 4]; 2];
     for b in 0..nb {
         // SAFETY: block `b` of each row is 34 bytes at `34 b`; activations 32 bytes at `32 b`.
         unsafe {
-            let mut qx = [_mm256_setzero_si256(); 4];
-            let mut d0 = [0f32; 4];
-            for r in 0..4 {
-                let p = w[r].as_ptr().add(34 * b);
-                d0[r] = half(p);
-                qx[r] = _mm256_loadu_si256(p.add(2) as *const __m256i);
+            let p: [*const u8; 4] = [0, 1, 2, 3].map(|r| w[r].as_ptr().add(34 * b));
+            let d = [half(p[0]), half(p[1]), half(p[2]), half(p[3])];
+            let mut ax = [_mm512_setzero_si512(); 2];
+            let mut neg = [0u64; 2];
+            for pair in 0..2 {
+                let xa = _mm256_loadu_si256(p[2 * pair].add(2) as *const __m256i);
+                let xb = _mm256_loadu_si256(p[2 * pair + 1].add(2) as *const __m256i);
+                let qx = _mm512_inserti64x4(_mm512_castsi256_si512(xa), xb, 1);
+                ax[pair] = _mm512_abs_epi8(qx);
+                neg[pair] = _mm512_movepi8_mask(qx);
             }
             for c in 0..4 {
-                let qy = _mm256_loadu_si256(a[c].qs.as_ptr().add(32 * b) as *const __m256i);
-                let d1 = a[c].d[b];
-                for r in 0..4 {
-                    let d = _mm256_set1_ps(d0[r] * d1);
-                    let ax = _mm256_sign_epi8(qx[r], qx[r]);
-                    let sy = _mm256_sign_epi8(qy, qx[r]);
-                    let q = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy));
-                    acc[r][c] = _mm256_fmadd_ps(d, q, acc[r][c]);
+                let y = _mm256_loadu_si256(a[c].qs.as_ptr().add(32 * b) as *const __m256i);
+                let qy = _mm512_inserti64x4(_mm512_castsi256_si512(y), y, 1);
+                let dy = a[c].d[b];
+                for pair in 0..2 {
+                    let scale = _mm512_mask_blend_ps(
+                        0xFF00,
+                        _mm512_set1_ps(d[2 * pair] * dy),
+                        _mm512_set1_ps(d[2 * pair + 1] * dy),
+                    );
+                    let sy = _mm512_mask_sub_epi8(qy, neg[pair], _mm512_setzero_si512(), qy);
+                    let q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(
+                        _mm512_setzero_si512(),
+                        ax[pair],
+                        sy,
+                    ));
+                    acc[pair][c] = _mm512_fmadd_ps(scale, q, acc[pair][c]);
                 }
             }
         }
     }
     let mut out = [[0f32; 4]; 4];
-    for r in 0..4 {
-        for c in 0..4 {
-            out[r][c] = hsum8(acc[r][c]);
+    for c in 0..4 {
+        for pair in 0..2 {
+            let (lo, hi) = halves(acc[pair][c]);
+            out[2 * pair][c] = hsum8(lo);
+            out[2 * pair + 1][c] = hsum8(hi);
         }
     }
     out

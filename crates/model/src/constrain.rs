@@ -1,18 +1,17 @@
-//! Structured output: `response_format` `json_object` and `json_schema` (and, for `duet
-//! generate`, a regular expression or a Lark grammar) compiled by `llguidance` into a grammar
-//! over the tokenizer's vocabulary. Before each token is sampled, the tokens the grammar
-//! forbids are masked out, so the output always parses and validates.
+//! Constrained decoding: a [`Constraint`] — a JSON schema (OpenAI's `response_format`, a
+//! tool's parameters), a regular expression or a Lark grammar — compiled by `llguidance` into a
+//! grammar over the tokenizer's vocabulary. Before each token is sampled, the tokens the
+//! grammar forbids are masked out, so the output always parses and validates. Serving, the CLI
+//! and the dialog manager share this one implementation; none of them passes it a wire type.
 
 use std::sync::Arc;
 
-use duet_model::generate::FinishReason;
+use crate::generate::FinishReason;
 pub use llguidance::Matcher;
 use llguidance::ParserFactory;
 use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
 use tokenizers::Tokenizer;
-
-use crate::api::ResponseFormat;
 
 /// The tokenizer as `llguidance` sees it: every token's bytes in a trie.
 struct Env {
@@ -55,7 +54,18 @@ fn token_bytes(tokenizer: &Tokenizer, id: u32) -> Vec<u8> {
     }
 }
 
-/// Compiles response formats for one generator.
+/// What a generation's output must be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Constraint {
+    /// JSON valid under this schema (`{"type": "object"}` for any object).
+    JsonSchema(serde_json::Value),
+    /// Text matching this regular expression as a whole.
+    Regex(String),
+    /// Text that this Lark grammar (llguidance's dialect) derives.
+    Lark(String),
+}
+
+/// Compiles constraints for one model's vocabulary.
 pub struct Grammars {
     factory: ParserFactory,
 }
@@ -99,19 +109,18 @@ impl Grammars {
         Ok(Self { factory })
     }
 
-    /// A matcher for one sequence; an unusable schema is an error for the client.
-    pub fn matcher(&self, format: &ResponseFormat) -> Result<Matcher, String> {
-        let schema = match format {
-            ResponseFormat::Text => return Err("a text format needs no grammar".into()),
-            ResponseFormat::JsonObject => serde_json::json!({"type": "object"}),
-            ResponseFormat::JsonSchema { json_schema } => match json_schema.get("schema") {
-                Some(s) => s.clone(),
-                None => {
-                    return Err("`response_format.json_schema.schema` is missing".into());
-                }
-            },
-        };
-        let mut schema = schema;
+    /// A matcher for one sequence; an unusable constraint is an error naming what is wrong.
+    pub fn matcher(&self, c: &Constraint) -> Result<Matcher, String> {
+        match c {
+            Constraint::JsonSchema(schema) => self.json(schema),
+            Constraint::Regex(r) => self.regex(r),
+            Constraint::Lark(l) => self.lark(l),
+        }
+    }
+
+    /// A matcher for JSON valid under `schema`.
+    pub fn json(&self, schema: &serde_json::Value) -> Result<Matcher, String> {
+        let mut schema = schema.clone();
         if let Some(o) = schema.as_object_mut() {
             // Compact JSON, as hosted models write it, unless the schema says otherwise.
             o.entry("x-guidance").or_insert_with(|| {
@@ -152,10 +161,10 @@ impl Grammars {
 }
 
 /// Sets the logits of every token the grammar forbids to −∞.
-pub fn mask(m: &mut Matcher, logits: &mut [f32]) -> duet_model::Result<()> {
+pub fn mask(m: &mut Matcher, logits: &mut [f32]) -> crate::Result<()> {
     let allowed = m
         .compute_mask()
-        .map_err(|e| duet_model::Error::Invalid(format!("structured output: {e}")))?;
+        .map_err(|e| crate::Error::Invalid(format!("structured output: {e}")))?;
     let mut any = false;
     for (i, l) in logits.iter_mut().enumerate() {
         if allowed.is_allowed(i as u32) {
@@ -167,7 +176,7 @@ pub fn mask(m: &mut Matcher, logits: &mut [f32]) -> duet_model::Result<()> {
     if any {
         Ok(())
     } else {
-        Err(duet_model::Error::Invalid(
+        Err(crate::Error::Invalid(
             "structured output: the grammar allows no token here".into(),
         ))
     }
