@@ -12,11 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use duet_model::predict::tfidf::TfidfConfig;
+use duet_model::predict::{Classifier, EntityTagger};
 use duet_train::classify::data::Example;
-use duet_train::classify::predict::Classifier;
-use duet_train::classify::tfidf::{TfidfClassifier, TfidfConfig};
 use duet_train::tokens::data::{Sentence, from_mentions, parse_inline};
-use duet_train::tokens::predict::EntityTagger;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -277,7 +276,7 @@ impl Nlu {
         ));
         let (classifier, classifier_dir) = match &choice.intents {
             None => (
-                Classifier::Tfidf(TfidfClassifier::fit(&cfg, &refs, &y, &labels)?),
+                Classifier::Tfidf(duet_train::classify::tfidf::fit(&cfg, &refs, &y, &labels)?),
                 None,
             ),
             Some(c) => {

@@ -6,6 +6,7 @@
 //!   mis-shaped tensor.
 //! - [`generate`]: sampling, stop sequences, streaming and batched decoding.
 //! - [`embed`]: sentence embeddings as sentence-transformers computes them.
+//! - [`predict`]: the fine-tuned classifiers and entity taggers, loaded for inference.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
@@ -33,6 +34,7 @@ pub mod init;
 pub mod lm;
 pub mod nn;
 pub mod ops;
+pub mod predict;
 pub mod qlm;
 pub mod quant;
 

@@ -24,7 +24,7 @@ pub enum Error {
         name: String,
         /// Why.
         #[source]
-        source: duet_train::Error,
+        source: duet_model::Error,
     },
     /// A chat template does not compile.
     #[error("{path}: the chat template does not compile: {message}")]

@@ -23,7 +23,7 @@ use duet_model::ModelKind;
 use duet_model::embed::SentenceEmbedder;
 use duet_model::generate::{FinishReason, SamplingParams};
 use duet_model::lm::LoadedLm;
-use duet_train::classify::predict::Classifier;
+use duet_model::predict::Classifier;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -1341,7 +1341,7 @@ async fn classify(
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let best = duet_train::classify::predict::argmax(p);
+            let best = duet_model::predict::argmax(p);
             let map: serde_json::Map<String, Value> = labels
                 .iter()
                 .zip(p)

@@ -69,8 +69,8 @@ fn models(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
         "meet at home",
     ];
     let labels = vec!["ham".to_owned(), "spam".to_owned()];
-    let m = duet_train::classify::tfidf::TfidfClassifier::fit(
-        &duet_train::classify::tfidf::TfidfConfig::default(),
+    let m = duet_train::classify::tfidf::fit(
+        &duet_model::predict::tfidf::TfidfConfig::default(),
         &texts,
         &[1, 1, 0, 0],
         &labels,

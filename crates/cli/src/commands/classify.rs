@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use duet_model::predict::{Classifier, argmax};
 use duet_train::classify::config::ClsConfig;
 use duet_train::classify::data::{self, Fields};
 use duet_train::classify::evaluate::{self, EvalOptions};
-use duet_train::classify::predict::{Classifier, argmax};
 use duet_train::classify::run;
 
 use super::train::{bar, stop_flag};

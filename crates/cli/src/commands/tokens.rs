@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use duet_model::predict::EntityTagger;
 use duet_train::classify::evaluate::best_or_final;
 use duet_train::tokens::config::TokConfig;
 use duet_train::tokens::data::{self, Format};
-use duet_train::tokens::predict::EntityTagger;
 use duet_train::tokens::run;
 
 use super::train::{bar, stop_flag};

@@ -12,12 +12,12 @@ use duet_eval::classification::Metrics;
 use duet_eval::folds::{self, MeanStd};
 use duet_eval::report;
 use duet_eval::slices::{self, SliceReport};
+use duet_model::predict::Classifier;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 use super::config::ClsConfig;
 use super::data::{self, Example};
-use super::predict::Classifier;
 use super::run::{fit, predict_examples};
 use crate::trainer::Outcome;
 use crate::{Error, Result};

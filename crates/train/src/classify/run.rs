@@ -15,9 +15,10 @@ use indicatif::ProgressBar;
 
 use super::config::{ClassWeights, ClsConfig};
 use super::data::{self, Example};
-use super::predict::{Classifier, argmax};
-use super::task::{ClassifyOptions, ClassifyTask, encoder_tokenizer, windows};
-use super::tfidf::TfidfClassifier;
+use duet_model::predict::windows::{encoder_tokenizer, windows};
+use duet_model::predict::{Classifier, argmax};
+
+use super::task::{ClassifyOptions, ClassifyTask};
 use crate::trainer::{Outcome, Trainer};
 use crate::{Error, Result};
 
@@ -110,7 +111,7 @@ pub fn fit(
         let start = std::time::Instant::now();
         let mut tcfg = cfg.tfidf.clone();
         tcfg.balanced |= matches!(&cfg.loss.class_weights, ClassWeights::Named(s) if s == "auto");
-        let m = TfidfClassifier::fit(&tcfg, &texts, &y, &labels)?;
+        let m = super::tfidf::fit(&tcfg, &texts, &y, &labels)?;
         let secs = start.elapsed().as_secs_f64();
         m.save(&out.join("final"))?;
         m.save(&out.join("best"))?;

@@ -16,73 +16,11 @@ use rand_pcg::Pcg32;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+use duet_model::predict::classifier::doc_logits;
+use duet_model::predict::windows::{pad, softmax};
+
 use crate::trainer::Task;
 use crate::{Error, Result};
-
-/// Token windows of a text: `[CLS] … [SEP]` pieces of at most `max_len` tokens, at most
-/// `chunks` of them.
-pub fn windows(
-    tok: &Tokenizer,
-    text: &str,
-    max_len: usize,
-    chunks: usize,
-) -> Result<Vec<Vec<u32>>> {
-    let enc = tok
-        .encode(text, false)
-        .map_err(|e| Error::Config(format!("tokenizer: {e}")))?;
-    let ids = enc.get_ids();
-    let (cls, sep) = specials(tok)?;
-    let body = max_len.saturating_sub(2).max(1);
-    let mut out: Vec<Vec<u32>> = ids
-        .chunks(body)
-        .take(chunks.max(1))
-        .map(|c| {
-            std::iter::once(cls)
-                .chain(c.iter().copied())
-                .chain(std::iter::once(sep))
-                .collect()
-        })
-        .collect();
-    if out.is_empty() {
-        out.push(vec![cls, sep]);
-    }
-    Ok(out)
-}
-
-/// `[CLS]` and `[SEP]` ids.
-fn specials(tok: &Tokenizer) -> Result<(u32, u32)> {
-    let id = |s: &str| {
-        tok.token_to_id(s)
-            .ok_or_else(|| Error::Config(format!("the encoder's tokenizer has no {s} token")))
-    };
-    Ok((id("[CLS]")?, id("[SEP]")?))
-}
-
-/// The tokenizer of an encoder directory, with its own padding and truncation turned off.
-pub fn encoder_tokenizer(dir: &Path) -> Result<Tokenizer> {
-    let mut t = duet_model::load_tokenizer(dir)?;
-    t.with_padding(None);
-    t.with_truncation(None)
-        .map_err(|e| Error::Config(format!("tokenizer: {e}")))?;
-    Ok(t)
-}
-
-/// Pads sequences into `(ids, mask)` tensors of the longest length.
-pub fn pad(seqs: &[&[u32]], pad_id: u32, dev: &Device) -> Result<(Tensor, Tensor)> {
-    let t = seqs.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
-    let mut ids = Vec::with_capacity(seqs.len() * t);
-    let mut mask = Vec::with_capacity(seqs.len() * t);
-    for s in seqs {
-        ids.extend_from_slice(s);
-        ids.extend(std::iter::repeat_n(pad_id, t - s.len()));
-        mask.extend(std::iter::repeat_n(1u32, s.len()));
-        mask.extend(std::iter::repeat_n(0u32, t - s.len()));
-    }
-    Ok((
-        Tensor::from_vec(ids, (seqs.len(), t), dev)?,
-        Tensor::from_vec(mask, (seqs.len(), t), dev)?,
-    ))
-}
 
 /// Where the sampler is, for exact resume.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -243,47 +181,6 @@ impl ClassifyTask {
             None => Ok(per.mean_all()?),
         }
     }
-
-    /// Logits per document (windows averaged) with a given copy of the model.
-    pub fn doc_logits(
-        model: &BertForSequenceClassification,
-        docs: &[&[Vec<u32>]],
-        pad_id: u32,
-        dev: &Device,
-        batch: usize,
-    ) -> Result<Vec<Vec<f32>>> {
-        let mut flat: Vec<(usize, &[u32])> = Vec::new();
-        for (d, ws) in docs.iter().enumerate() {
-            for w in ws.iter() {
-                flat.push((d, w.as_slice()));
-            }
-        }
-        // Similar lengths together: less padding.
-        let mut order: Vec<usize> = (0..flat.len()).collect();
-        order.sort_by_key(|&i| flat[i].1.len());
-        let mut sums: Vec<Vec<f32>> = vec![Vec::new(); docs.len()];
-        let mut counts = vec![0usize; docs.len()];
-        for chunk in order.chunks(batch.max(1)) {
-            let seqs: Vec<&[u32]> = chunk.iter().map(|&i| flat[i].1).collect();
-            let (ids, mask) = pad(&seqs, pad_id, dev)?;
-            let logits: Vec<Vec<f32>> = model
-                .forward(&ids, &ids.zeros_like()?, &mask, None)?
-                .to_vec2()?;
-            for (&i, l) in chunk.iter().zip(logits) {
-                let d = flat[i].0;
-                if sums[d].is_empty() {
-                    sums[d] = vec![0.0; l.len()];
-                }
-                sums[d].iter_mut().zip(&l).for_each(|(s, v)| *s += v);
-                counts[d] += 1;
-            }
-        }
-        Ok(sums
-            .into_iter()
-            .zip(counts)
-            .map(|(s, n)| s.into_iter().map(|v| v / n.max(1) as f32).collect())
-            .collect())
-    }
 }
 
 /// Writes a fine-tuned encoder in the Hugging Face layout: weights, `config.json`, and the
@@ -306,14 +203,6 @@ pub fn save_encoder_dir(
         }
     }
     Ok(())
-}
-
-/// Softmax of one row.
-pub fn softmax(l: &[f32]) -> Vec<f32> {
-    let m = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = l.iter().map(|v| (v - m).exp()).collect();
-    let s: f32 = e.iter().sum();
-    e.into_iter().map(|v| v / s).collect()
 }
 
 impl Task for ClassifyTask {
@@ -361,7 +250,7 @@ impl Task for ClassifyTask {
             self.labels.len(),
         )?;
         let docs: Vec<&[Vec<u32>]> = self.valid.iter().map(|(w, _)| w.as_slice()).collect();
-        let logits = Self::doc_logits(&model, &docs, self.cfg.pad_token_id, &self.device, 64)?;
+        let logits = doc_logits(&model, &docs, self.cfg.pad_token_id, &self.device, 64)?;
         let y: Vec<usize> = self.valid.iter().map(|(_, y)| *y).collect();
         let probs: Vec<Vec<f32>> = logits.iter().map(|l| softmax(l)).collect();
         let pred: Vec<usize> = probs

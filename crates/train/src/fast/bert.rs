@@ -1020,7 +1020,7 @@ mod tests {
             3,
         )
         .unwrap();
-        let (ids, mask) = crate::classify::task::pad(&refs, 0, &Device::Cpu).unwrap();
+        let (ids, mask) = duet_model::predict::windows::pad(&refs, 0, &Device::Cpu).unwrap();
         let logits = m
             .forward(
                 &ids,
@@ -1112,7 +1112,7 @@ mod tests {
             4,
         )
         .unwrap();
-        let (ids, mask) = crate::classify::task::pad(&refs, 0, &Device::Cpu).unwrap();
+        let (ids, mask) = duet_model::predict::windows::pad(&refs, 0, &Device::Cpu).unwrap();
         let logits = m
             .forward(
                 &ids,

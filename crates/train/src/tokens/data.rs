@@ -19,6 +19,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use duet_model::predict::windows::split_words;
+
 use crate::classify::data::decode;
 use crate::{Error, Result};
 
@@ -204,38 +206,7 @@ fn from_words(id: String, words: Vec<String>, tags: &[String]) -> Sentence {
     }
 }
 
-/// Splits text into words as BERT's basic tokenizer does: runs of letters and digits, and every
-/// other visible character (punctuation, a CJK ideograph) on its own. Byte ranges.
-pub fn split_words(text: &str) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut start: Option<usize> = None;
-    for (i, c) in text.char_indices() {
-        let wordy = c.is_alphanumeric() && !is_cjk(c);
-        if wordy {
-            start.get_or_insert(i);
-            continue;
-        }
-        if let Some(s) = start.take() {
-            out.push((s, i));
-        }
-        if !c.is_whitespace() && !c.is_control() {
-            out.push((i, i + c.len_utf8()));
-        }
-    }
-    if let Some(s) = start {
-        out.push((s, text.len()));
-    }
-    out
-}
-
-/// CJK ideographs are words of their own, as in BERT.
-fn is_cjk(c: char) -> bool {
-    matches!(u32::from(c),
-        0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0x20000..=0x2A6DF | 0x2A700..=0x2CEAF
-        | 0xF900..=0xFAFF | 0x2F800..=0x2FA1F)
-}
-
-/// A sentence from a text and its entity mentions: words from [`split_words`], tagged `B-`/`I-`
+/// A sentence from a text and its entity mentions: words from `split_words`, tagged `B-`/`I-`
 /// where they overlap a mention.
 pub fn from_mentions(id: String, text: String, mentions: &[Mention]) -> Sentence {
     let words = split_words(&text);
@@ -499,13 +470,6 @@ mod tests {
             strs(&["O", "O", "B-city", "I-city", "O", "B-city", "O", "B-day"])
         );
         assert!(parse_inline("[x]{\"role\": 1}").is_err());
-    }
-
-    #[test]
-    fn words_split_like_bert() {
-        let t = "Hi, I'm in 北京 now.";
-        let w: Vec<&str> = split_words(t).iter().map(|&(s, e)| &t[s..e]).collect();
-        assert_eq!(w, ["Hi", ",", "I", "'", "m", "in", "北", "京", "now", "."]);
     }
 
     #[test]

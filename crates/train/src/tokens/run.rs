@@ -18,9 +18,10 @@ use serde::Serialize;
 
 use super::config::TokConfig;
 use super::data::{self, Sentence};
-use super::predict::EntityTagger;
-use super::task::{TokensData, TokensTask, labelled_windows, word_windows};
-use crate::classify::task::encoder_tokenizer;
+use duet_model::predict::EntityTagger;
+use duet_model::predict::windows::{encoder_tokenizer, word_windows};
+
+use super::task::{TokensData, TokensTask, labelled_windows};
 use crate::trainer::{Outcome, Trainer};
 use crate::{Error, Result};
 

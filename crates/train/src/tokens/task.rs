@@ -17,73 +17,10 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::data::Sentence;
-use crate::classify::task::{pad, softmax};
 use crate::trainer::Task;
 use crate::{Error, Result};
-
-/// A window of one sentence: `[CLS] pieces [SEP]`, and for each word of the window the position
-/// of its first piece.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Window {
-    /// Token ids.
-    pub ids: Vec<u32>,
-    /// The sentence's word index of the window's first word.
-    pub first_word: usize,
-    /// Position of each word's first piece in `ids`.
-    pub heads: Vec<usize>,
-}
-
-/// Cuts a sentence's words into windows of at most `max_len` tokens at word boundaries (a word
-/// longer than a whole window keeps only its first pieces).
-pub fn word_windows(tok: &Tokenizer, words: &[&str], max_len: usize) -> Result<Vec<Window>> {
-    let (cls, sep) = (special(tok, "[CLS]")?, special(tok, "[SEP]")?);
-    let body = max_len.saturating_sub(2).max(1);
-    // Pieces of every word, in one call (the tokenizer still pre-tokenizes inside a word).
-    let enc = tok
-        .encode(words.to_vec(), false)
-        .map_err(|e| Error::Config(format!("tokenizer: {e}")))?;
-    let mut pieces: Vec<Vec<u32>> = vec![Vec::new(); words.len()];
-    for (&id, w) in enc.get_ids().iter().zip(enc.get_word_ids()) {
-        if let Some(w) = w.and_then(|w| pieces.get_mut(w as usize)) {
-            w.push(id);
-        }
-    }
-    let unk = tok.token_to_id("[UNK]").unwrap_or(0);
-    let mut out = Vec::new();
-    let mut cur = Window {
-        ids: vec![cls],
-        first_word: 0,
-        heads: Vec::new(),
-    };
-    for (i, p) in pieces.iter_mut().enumerate() {
-        if p.is_empty() {
-            // A word the tokenizer drops entirely (a control character): one [UNK] keeps it.
-            p.push(unk);
-        }
-        let p = &p[..p.len().min(body)];
-        if cur.ids.len() - 1 + p.len() > body && !cur.heads.is_empty() {
-            cur.ids.push(sep);
-            out.push(std::mem::replace(
-                &mut cur,
-                Window {
-                    ids: vec![cls],
-                    first_word: i,
-                    heads: Vec::new(),
-                },
-            ));
-        }
-        cur.heads.push(cur.ids.len());
-        cur.ids.extend_from_slice(p);
-    }
-    cur.ids.push(sep);
-    out.push(cur);
-    Ok(out)
-}
-
-fn special(tok: &Tokenizer, s: &str) -> Result<u32> {
-    tok.token_to_id(s)
-        .ok_or_else(|| Error::Config(format!("the encoder's tokenizer has no {s} token")))
-}
+use duet_model::predict::tagger::{best_tags, word_probs};
+use duet_model::predict::windows::{Window, pad, word_windows};
 
 /// A training window with the tag index of each position (`None`: not in the loss).
 #[derive(Debug, Clone)]
@@ -119,41 +56,6 @@ pub fn labelled_windows(
             Ok(Labelled { window: w, targets })
         })
         .collect()
-}
-
-/// Tag probabilities of every word of every sentence (each given as its windows), computed in
-/// batches of windows of similar length.
-pub fn word_probs(
-    model: &BertForTokenClassification,
-    sentences: &[Vec<Window>],
-    pad_id: u32,
-    dev: &Device,
-    batch: usize,
-) -> Result<Vec<Vec<Vec<f32>>>> {
-    let mut flat: Vec<(usize, &Window)> = Vec::new();
-    for (s, ws) in sentences.iter().enumerate() {
-        flat.extend(ws.iter().map(|w| (s, w)));
-    }
-    let mut order: Vec<usize> = (0..flat.len()).collect();
-    order.sort_by_key(|&i| flat[i].1.ids.len());
-    let mut out: Vec<Vec<Vec<f32>>> = sentences
-        .iter()
-        .map(|ws| vec![Vec::new(); ws.iter().map(|w| w.heads.len()).sum()])
-        .collect();
-    for chunk in order.chunks(batch.max(1)) {
-        let seqs: Vec<&[u32]> = chunk.iter().map(|&i| flat[i].1.ids.as_slice()).collect();
-        let (ids, mask) = pad(&seqs, pad_id, dev)?;
-        let logits: Vec<Vec<Vec<f32>>> = model
-            .forward(&ids, &ids.zeros_like()?, &mask, None)?
-            .to_vec3()?;
-        for (&i, rows) in chunk.iter().zip(logits) {
-            let (s, w) = flat[i];
-            for (k, &pos) in w.heads.iter().enumerate() {
-                out[s][w.first_word + k] = softmax(&rows[pos]);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Where the sampler is, for exact resume.
@@ -276,14 +178,6 @@ pub fn masked_loss(logits: &Tensor, targets: &[Vec<Option<u32>>], dev: &Device) 
     let nll = logp.gather(&y, 1)?.squeeze(1)?.neg()?;
     let w = Tensor::from_vec(weight, b * t, dev)?;
     Ok((nll.mul(&w)?.sum_all()? / f64::from(n.max(1.0)))?)
-}
-
-/// The tag of each word: the most probable one.
-pub fn best_tags(probs: &[Vec<f32>], tags: &[String]) -> Vec<String> {
-    probs
-        .iter()
-        .map(|p| tags[crate::classify::predict::argmax(p)].clone())
-        .collect()
 }
 
 impl Task for TokensTask {

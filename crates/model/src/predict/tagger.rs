@@ -3,14 +3,13 @@
 use std::path::Path;
 
 use candle_core::Device;
-use duet_model::bert::{self, BertForTokenClassification};
-use duet_model::hub::Checkpoint;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use super::data::split_words;
-use super::task::{Window, best_tags, word_probs, word_windows};
-use crate::classify::task::encoder_tokenizer;
+use super::classifier::argmax;
+use super::windows::{Window, encoder_tokenizer, pad, softmax, split_words, word_windows};
+use crate::bert::{self, BertForTokenClassification};
+use crate::hub::Checkpoint;
 use crate::{Error, Result};
 
 /// An entity found in a text, with character offsets (as Rasa and spaCy report them).
@@ -45,10 +44,10 @@ impl EntityTagger {
         let cfg = bert::Config::load(&dir.join("config.json"))?;
         let tags = cfg.labels();
         if tags.is_empty() {
-            return Err(Error::Config(format!(
-                "{}: config.json names no tags (id2label)",
-                dir.display()
-            )));
+            return Err(Error::Config {
+                path: dir.join("config.json"),
+                message: "names no tags (id2label)".into(),
+            });
         }
         let ck = Checkpoint::load(dir, &dev)?;
         let model = BertForTokenClassification::load(ck.var_builder(&dev), &cfg, tags.len())?;
@@ -136,6 +135,46 @@ pub fn entities(
             }
         })
         .collect()
+}
+
+/// Tag probabilities of every word of every sentence (each given as its windows), computed in
+/// batches of windows of similar length.
+pub fn word_probs(
+    model: &BertForTokenClassification,
+    sentences: &[Vec<Window>],
+    pad_id: u32,
+    dev: &Device,
+    batch: usize,
+) -> Result<Vec<Vec<Vec<f32>>>> {
+    let mut flat: Vec<(usize, &Window)> = Vec::new();
+    for (s, ws) in sentences.iter().enumerate() {
+        flat.extend(ws.iter().map(|w| (s, w)));
+    }
+    let mut order: Vec<usize> = (0..flat.len()).collect();
+    order.sort_by_key(|&i| flat[i].1.ids.len());
+    let mut out: Vec<Vec<Vec<f32>>> = sentences
+        .iter()
+        .map(|ws| vec![Vec::new(); ws.iter().map(|w| w.heads.len()).sum()])
+        .collect();
+    for chunk in order.chunks(batch.max(1)) {
+        let seqs: Vec<&[u32]> = chunk.iter().map(|&i| flat[i].1.ids.as_slice()).collect();
+        let (ids, mask) = pad(&seqs, pad_id, dev)?;
+        let logits: Vec<Vec<Vec<f32>>> = model
+            .forward(&ids, &ids.zeros_like()?, &mask, None)?
+            .to_vec3()?;
+        for (&i, rows) in chunk.iter().zip(logits) {
+            let (s, w) = flat[i];
+            for (k, &pos) in w.heads.iter().enumerate() {
+                out[s][w.first_word + k] = softmax(&rows[pos]);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The tag of each word: the most probable one.
+pub fn best_tags(probs: &[Vec<f32>], tags: &[String]) -> Vec<String> {
+    probs.iter().map(|p| tags[argmax(p)].clone()).collect()
 }
 
 #[cfg(test)]

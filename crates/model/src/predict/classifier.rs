@@ -4,12 +4,11 @@
 use std::path::Path;
 
 use candle_core::Device;
-use duet_model::bert::{self, BertForSequenceClassification};
-use duet_model::hub::Checkpoint;
-use tokenizers::Tokenizer;
 
-use super::task::{ClassifyTask, encoder_tokenizer, softmax, windows};
 use super::tfidf::TfidfClassifier;
+use super::windows::{encoder_tokenizer, pad, softmax, windows};
+use crate::bert::{self, BertForSequenceClassification};
+use crate::hub::Checkpoint;
 use crate::{Error, Result};
 
 /// A loaded classifier.
@@ -21,7 +20,7 @@ pub enum Classifier {
         /// The network.
         model: Box<BertForSequenceClassification>,
         /// Its tokenizer.
-        tokenizer: Box<Tokenizer>,
+        tokenizer: Box<tokenizers::Tokenizer>,
         /// Class names.
         labels: Vec<String>,
         /// Window length.
@@ -41,13 +40,14 @@ impl Classifier {
             return Ok(Self::Tfidf(TfidfClassifier::load(dir)?));
         }
         let dev = Device::Cpu;
-        let cfg = bert::Config::load(&dir.join("config.json"))?;
+        let path = dir.join("config.json");
+        let cfg = bert::Config::load(&path)?;
         let labels = cfg.labels();
         if labels.is_empty() {
-            return Err(Error::Config(format!(
-                "{}: config.json names no labels (id2label)",
-                dir.display()
-            )));
+            return Err(Error::Config {
+                path,
+                message: "names no labels (id2label)".into(),
+            });
         }
         let ck = Checkpoint::load(dir, &dev)?;
         let model = BertForSequenceClassification::load(ck.var_builder(&dev), &cfg, labels.len())?;
@@ -97,11 +97,53 @@ impl Classifier {
                     .map(|t| windows(tokenizer, t, *max_len, *chunks))
                     .collect::<Result<_>>()?;
                 let refs: Vec<&[Vec<u32>]> = docs.iter().map(Vec::as_slice).collect();
-                let logits = ClassifyTask::doc_logits(model, &refs, *pad, &Device::Cpu, batch)?;
+                let logits = doc_logits(model, &refs, *pad, &Device::Cpu, batch)?;
                 Ok(logits.iter().map(|l| softmax(l)).collect())
             }
         }
     }
+}
+
+/// Logits per document (the mean over its windows), computed in batches of windows of similar
+/// length.
+pub fn doc_logits(
+    model: &BertForSequenceClassification,
+    docs: &[&[Vec<u32>]],
+    pad_id: u32,
+    dev: &Device,
+    batch: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let mut flat: Vec<(usize, &[u32])> = Vec::new();
+    for (d, ws) in docs.iter().enumerate() {
+        for w in ws.iter() {
+            flat.push((d, w.as_slice()));
+        }
+    }
+    // Similar lengths together: less padding.
+    let mut order: Vec<usize> = (0..flat.len()).collect();
+    order.sort_by_key(|&i| flat[i].1.len());
+    let mut sums: Vec<Vec<f32>> = vec![Vec::new(); docs.len()];
+    let mut counts = vec![0usize; docs.len()];
+    for chunk in order.chunks(batch.max(1)) {
+        let seqs: Vec<&[u32]> = chunk.iter().map(|&i| flat[i].1).collect();
+        let (ids, mask) = pad(&seqs, pad_id, dev)?;
+        let logits: Vec<Vec<f32>> = model
+            .forward(&ids, &ids.zeros_like()?, &mask, None)?
+            .to_vec2()?;
+        for (&i, l) in chunk.iter().zip(logits) {
+            let d = flat[i].0;
+            if sums[d].is_empty() {
+                sums[d] = vec![0.0; l.len()];
+            }
+            sums[d].iter_mut().zip(&l).for_each(|(s, v)| *s += v);
+            counts[d] += 1;
+        }
+    }
+    Ok(sums
+        .into_iter()
+        .zip(counts)
+        .map(|(s, n)| s.into_iter().map(|v| v / n.max(1) as f32).collect())
+        .collect())
 }
 
 /// The index of the largest value.
