@@ -32,6 +32,9 @@ pub enum Error {
     /// Training the NLU failed.
     #[error(transparent)]
     Train(#[from] duet_train::Error),
+    /// Loading or running the NLU's classifier or tagger failed.
+    #[error(transparent)]
+    Predict(#[from] duet_model::Error),
     /// JSON (de)serialisation failed.
     #[error(transparent)]
     Json(#[from] serde_json::Error),

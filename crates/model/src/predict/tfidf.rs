@@ -10,7 +10,8 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, IoContext, Result};
+use crate::error::IoContext;
+use crate::{Error, Result};
 
 /// Feature and training settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

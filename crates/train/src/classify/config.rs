@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::data::Fields;
-use super::tfidf::TfidfConfig;
 use crate::config::TrainSection;
 use crate::schedule::Decay;
+use duet_model::predict::tfidf::TfidfConfig;
 
 /// Class weights in the loss.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

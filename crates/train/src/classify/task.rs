@@ -14,7 +14,6 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg32;
 use serde::{Deserialize, Serialize};
-use tokenizers::Tokenizer;
 
 use duet_model::predict::classifier::doc_logits;
 use duet_model::predict::windows::{pad, softmax};
