@@ -6,7 +6,7 @@
 //! `cargo run --release -p duet-model --example gguf_parity -- FILE GOLDEN.jsonl`
 
 use anyhow::{Context, Result};
-use duet_model::generate::greedy;
+use duet_model::generate::argmax;
 use duet_model::lm::LoadedLm;
 use serde_json::{Value, json};
 
@@ -36,13 +36,29 @@ fn main() -> Result<()> {
             .to_vec();
         n += 1;
         same_ids += usize::from(ids == want_prompt);
-        let ours = greedy(&loaded.lm, &want_prompt, want.len())?;
-        if ours == want {
+        // Greedy steps until the first token that differs from llama.cpp's.
+        let mut cache = loaded.lm.new_cache();
+        let mut logits = loaded.lm.prefill(&want_prompt, &mut cache)?;
+        let mut step = 0;
+        while step < want.len() && argmax(&logits) == want[step] {
+            step += 1;
+            if step < want.len() {
+                logits = loaded.lm.decode(&[want[step - 1]], &mut [&mut cache])?;
+            }
+        }
+        if step == want.len() {
             same_greedy += 1;
         } else {
-            let at = ours.iter().zip(&want).take_while(|(a, b)| a == b).count();
-            diverged
-                .push(json!({"id": g["id"], "step": at, "duet": ours[at], "llama_cpp": want[at]}));
+            let ours = argmax(&logits);
+            let theirs = want[step] as usize;
+            let col = |k: &str| g["steps"][k].get(step).cloned().unwrap_or(Value::Null);
+            diverged.push(json!({
+                "id": g["id"], "step": step,
+                "duet": {"pick": ours, "logit": logits[ours as usize],
+                         "logit_of_llama_cpp_pick": logits[theirs]},
+                "llama_cpp": {"pick": theirs, "logit": col("logit"),
+                              "runner_up": col("second_id"), "runner_up_logit": col("second_logit")},
+            }));
         }
     }
     println!(

@@ -162,10 +162,23 @@ def main() -> int:
     ap.add_argument("--gguf", default=DEFAULT_GGUF)
     ap.add_argument("--out", default=HERE)
     ap.add_argument("--limit", type=int, default=0, help="only the first N prompts (for a quick try)")
+    ap.add_argument("--no-repack", action="store_true",
+                    help="turn llama.cpp's run-time weight repacking off (use_extra_bufts=False): "
+                         "Q4_0 and Q4_K then run through the same vec_dot kernels as on other CPUs")
     args = ap.parse_args()
 
     import llama_cpp
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    if args.no_repack:
+        default_params = llama_cpp.llama_cpp.llama_model_default_params
+
+        def no_repack_params():
+            p = default_params()
+            p.use_extra_bufts = False
+            return p
+
+        llama_cpp.llama_cpp.llama_model_default_params = no_repack_params
 
     llm = llama_cpp.Llama(args.gguf, **LLAMA_KW)
     vocab = llama_cpp.llama_model_get_vocab(llm.model)
