@@ -58,13 +58,89 @@ const fn layout(kind: u8) -> (usize, usize, Option<usize>, bool, Option<i32>) {
     }
 }
 
+/// The levels of blocks `2p` and `2p + 1` of a 32-value block row (`w0`, `w1` point at them),
+/// as unsigned bytes: values 0–31 of block `2p`, then of block `2p + 1`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+unsafe fn levels_pair<const KIND: u8>(w0: *const u8, w1: *const u8) -> __m512i {
+    let (_, qs_off, qh_off, _, _) = layout(KIND);
+    // SAFETY: the caller points at two whole blocks of kind `KIND`.
+    unsafe {
+        if KIND == 4 {
+            let lo = _mm256_loadu_si256(w0.add(qs_off) as *const __m256i);
+            let hi = _mm256_loadu_si256(w1.add(qs_off) as *const __m256i);
+            let v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+            return _mm512_xor_si512(v, _mm512_set1_epi8(-128));
+        }
+        let nib = _mm256_set1_epi8(0x0F);
+        // [block 0's 16 bytes | block 1's 16 bytes] → low nibbles, high nibbles.
+        let x = _mm256_loadu2_m128i(
+            w1.add(qs_off) as *const __m128i,
+            w0.add(qs_off) as *const __m128i,
+        );
+        let lo = _mm256_and_si256(x, nib);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), nib);
+        // [lo0 lo1 hi0 hi1] → [lo0 hi0 lo1 hi1]: values 0–31 of block 0, then block 1.
+        let v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        let mut v = _mm512_shuffle_i64x2(v, v, 0b11_01_10_00);
+        if let Some(h) = qh_off {
+            let h0 = (w0.add(h) as *const u32).read_unaligned() as u64;
+            let h1 = (w1.add(h) as *const u32).read_unaligned() as u64;
+            v = _mm512_or_si512(v, _mm512_maskz_set1_epi8(h0 | (h1 << 32), 0x10));
+        }
+        v
+    }
+}
+
+/// The integer sums' starting value for blocks `2p`, `2p + 1`: minus the levels' offset times
+/// the activations' sums of four (zero for formats with a minimum).
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn offset_pair<const KIND: u8>(a: &ActRow<'_>, p: usize) -> __m512i {
+    match layout(KIND).4 {
+        // SAFETY: the sums of four of blocks `2p`, `2p + 1` are 16 i32 at `16 p`.
+        Some(k) => unsafe {
+            let s4 = _mm512_loadu_si512(a.sum4.as_ptr().add(16 * p) as *const __m512i);
+            _mm512_sub_epi32(
+                _mm512_setzero_si512(),
+                _mm512_sllv_epi32(s4, _mm512_set1_epi32(k)),
+            )
+        },
+        None => _mm512_setzero_si512(),
+    }
+}
+
+/// The last block of a row with an odd number of blocks, by the reference.
+fn odd_block<const KIND: u8>(w: &[u8], a: &ActRow<'_>) -> f32 {
+    let bytes = layout(KIND).0;
+    let nb = w.len() / bytes;
+    if nb % 2 == 0 {
+        return 0.0;
+    }
+    let b = nb - 1;
+    let t = [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+    ][KIND as usize];
+    let tail = ActRow {
+        qs: &a.qs[32 * b..32 * b + 32],
+        d: &a.d[b..b + 1],
+        s: &a.s[b..b + 1],
+        sum4: &a.sum4[8 * b..8 * b + 8],
+        ..ActRow::default()
+    };
+    dot_ref(t, &w[b * bytes..], &tail)
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
 unsafe fn blocks32<const KIND: u8>(w: &[u8], a: &ActRow<'_>) -> f32 {
-    let (bytes, qs_off, qh_off, has_min, shift) = layout(KIND);
+    let (bytes, _, _, has_min, _) = layout(KIND);
     let nb = w.len() / bytes;
     let mut acc = _mm512_setzero_ps();
     let mut extra = 0f32;
-    let nib = _mm256_set1_epi8(0x0F);
     let wp = w.as_ptr();
     let ap = a.qs.as_ptr();
     // SAFETY (whole function): block `b` of `w` is `bytes` long at `b * bytes`, its
@@ -73,41 +149,9 @@ unsafe fn blocks32<const KIND: u8>(w: &[u8], a: &ActRow<'_>) -> f32 {
         for p in 0..nb / 2 {
             let (b0, b1) = (2 * p, 2 * p + 1);
             let (w0, w1) = (wp.add(b0 * bytes), wp.add(b1 * bytes));
-            let levels = if KIND == 4 {
-                let lo = _mm256_loadu_si256(w0.add(qs_off) as *const __m256i);
-                let hi = _mm256_loadu_si256(w1.add(qs_off) as *const __m256i);
-                let v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-                _mm512_xor_si512(v, _mm512_set1_epi8(-128))
-            } else {
-                // [block 0's 16 bytes | block 1's 16 bytes] → low nibbles, high nibbles.
-                let x = _mm256_loadu2_m128i(
-                    w1.add(qs_off) as *const __m128i,
-                    w0.add(qs_off) as *const __m128i,
-                );
-                let lo = _mm256_and_si256(x, nib);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), nib);
-                // [lo0 lo1 hi0 hi1] → [lo0 hi0 lo1 hi1]: values 0–31 of block 0, then block 1.
-                let v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-                let mut v = _mm512_shuffle_i64x2(v, v, 0b11_01_10_00);
-                if let Some(h) = qh_off {
-                    let h0 = (w0.add(h) as *const u32).read_unaligned() as u64;
-                    let h1 = (w1.add(h) as *const u32).read_unaligned() as u64;
-                    v = _mm512_or_si512(v, _mm512_maskz_set1_epi8(h0 | (h1 << 32), 0x10));
-                }
-                v
-            };
+            let levels = levels_pair::<KIND>(w0, w1);
             let av = _mm512_loadu_si512(ap.add(64 * p) as *const __m512i);
-            let init = match shift {
-                Some(k) => {
-                    let s4 = _mm512_loadu_si512(a.sum4.as_ptr().add(16 * p) as *const __m512i);
-                    _mm512_sub_epi32(
-                        _mm512_setzero_si512(),
-                        _mm512_sllv_epi32(s4, _mm512_set1_epi32(k)),
-                    )
-                }
-                None => _mm512_setzero_si512(),
-            };
-            let isum = _mm512_dpbusd_epi32(init, levels, av);
+            let isum = _mm512_dpbusd_epi32(offset_pair::<KIND>(a, p), levels, av);
             let s0 = half(w0) * a.d[b0];
             let s1 = half(w1) * a.d[b1];
             let scale = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(s0), _mm512_set1_ps(s1));
@@ -117,26 +161,55 @@ unsafe fn blocks32<const KIND: u8>(w: &[u8], a: &ActRow<'_>) -> f32 {
             }
         }
     }
-    let mut total = _mm512_reduce_add_ps(acc) + extra;
-    if nb % 2 == 1 {
-        let b = nb - 1;
-        let t = [
-            GgmlType::Q4_0,
-            GgmlType::Q4_1,
-            GgmlType::Q5_0,
-            GgmlType::Q5_1,
-            GgmlType::Q8_0,
-        ][KIND as usize];
-        let tail = ActRow {
-            qs: &a.qs[32 * b..32 * b + 32],
-            d: &a.d[b..b + 1],
-            s: &a.s[b..b + 1],
-            sum4: &a.sum4[8 * b..8 * b + 8],
-            ..ActRow::default()
-        };
-        total += dot_ref(t, &w[b * bytes..], &tail);
+    _mm512_reduce_add_ps(acc) + extra + odd_block::<KIND>(w, a)
+}
+
+/// [`blocks32`] for four rows against four rows of activations: each row's levels are
+/// unpacked once for the four activation rows; every output goes through the same operations
+/// as in `blocks32`, so each equals it to the bit.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
+unsafe fn blocks32_tile<const KIND: u8>(w: [&[u8]; 4], a: [&ActRow<'_>; 4]) -> [[f32; 4]; 4] {
+    let (bytes, _, _, has_min, _) = layout(KIND);
+    let nb = w[0].len() / bytes;
+    let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+    let mut extra = [[0f32; 4]; 4];
+    // SAFETY (whole function): as in `blocks32`, for each of the four rows (all of the same
+    // length) and each of the four activation rows.
+    unsafe {
+        for p in 0..nb / 2 {
+            let (b0, b1) = (2 * p, 2 * p + 1);
+            let w0: [*const u8; 4] = [0, 1, 2, 3].map(|r| w[r].as_ptr().add(b0 * bytes));
+            let w1: [*const u8; 4] = [0, 1, 2, 3].map(|r| w[r].as_ptr().add(b1 * bytes));
+            let levels = [0, 1, 2, 3].map(|r| levels_pair::<KIND>(w0[r], w1[r]));
+            let d0 = [0, 1, 2, 3].map(|r| half(w0[r]));
+            let d1 = [0, 1, 2, 3].map(|r| half(w1[r]));
+            for c in 0..4 {
+                let av = _mm512_loadu_si512(a[c].qs.as_ptr().add(64 * p) as *const __m512i);
+                let init = offset_pair::<KIND>(a[c], p);
+                for r in 0..4 {
+                    let isum = _mm512_dpbusd_epi32(init, levels[r], av);
+                    let scale = _mm512_mask_blend_ps(
+                        0xFF00,
+                        _mm512_set1_ps(d0[r] * a[c].d[b0]),
+                        _mm512_set1_ps(d1[r] * a[c].d[b1]),
+                    );
+                    acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scale, acc[r][c]);
+                    if has_min {
+                        extra[r][c] +=
+                            half(w0[r].add(2)) * a[c].s[b0] + half(w1[r].add(2)) * a[c].s[b1];
+                    }
+                }
+            }
+        }
     }
-    total
+    let mut out = [[0f32; 4]; 4];
+    for r in 0..4 {
+        for c in 0..4 {
+            out[r][c] =
+                _mm512_reduce_add_ps(acc[r][c]) + extra[r][c] + odd_block::<KIND>(w[r], a[c]);
+        }
+    }
+    out
 }
 
 /// `hsum_float_8` on a register.
@@ -408,7 +481,10 @@ pub fn tile4(t: GgmlType, w: [&[u8]; 4], a: [&ActRow<'_>; 4]) -> Option<[[f32; 4
     // SAFETY: as in `dot`.
     unsafe {
         match t {
+            GgmlType::Q4_0 => Some(blocks32_tile::<0>(w, a)),
             GgmlType::Q4_1 => Some(q4_1_tile(w, a)),
+            GgmlType::Q5_0 => Some(blocks32_tile::<2>(w, a)),
+            GgmlType::Q5_1 => Some(blocks32_tile::<3>(w, a)),
             GgmlType::Q8_0 => Some(q8_0_tile(w, a)),
             _ => None,
         }
