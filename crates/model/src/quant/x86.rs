@@ -435,6 +435,15 @@ unsafe fn q8_0_tile(w: [&[u8]; 4], a: [&ActRow<'_>; 4]) -> [[f32; 4]; 4] {
         unsafe {
             let p: [*const u8; 4] = [0, 1, 2, 3].map(|r| w[r].as_ptr().add(34 * b));
             let d = [half(p[0]), half(p[1]), half(p[2]), half(p[3])];
+            // [d of row 2·pair ×8 | d of row 2·pair + 1 ×8]: one product with the activation's
+            // scale gives both rows' block scales (the same f32 products as one at a time).
+            let dv = [0, 1].map(|pair| {
+                _mm512_mask_blend_ps(
+                    0xFF00,
+                    _mm512_set1_ps(d[2 * pair]),
+                    _mm512_set1_ps(d[2 * pair + 1]),
+                )
+            });
             let mut ax = [_mm512_setzero_si512(); 2];
             let mut neg = [0u64; 2];
             for pair in 0..2 {
@@ -447,13 +456,9 @@ unsafe fn q8_0_tile(w: [&[u8]; 4], a: [&ActRow<'_>; 4]) -> [[f32; 4]; 4] {
             for c in 0..4 {
                 let y = _mm256_loadu_si256(a[c].qs.as_ptr().add(32 * b) as *const __m256i);
                 let qy = _mm512_inserti64x4(_mm512_castsi256_si512(y), y, 1);
-                let dy = a[c].d[b];
+                let dy = _mm512_set1_ps(a[c].d[b]);
                 for pair in 0..2 {
-                    let scale = _mm512_mask_blend_ps(
-                        0xFF00,
-                        _mm512_set1_ps(d[2 * pair] * dy),
-                        _mm512_set1_ps(d[2 * pair + 1] * dy),
-                    );
+                    let scale = _mm512_mul_ps(dv[pair], dy);
                     let sy = _mm512_mask_sub_epi8(qy, neg[pair], _mm512_setzero_si512(), qy);
                     let q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(
                         _mm512_setzero_si512(),
