@@ -115,6 +115,10 @@ pub enum Format {
     Fortune,
     /// dictd dictionaries (`NAME.index` beside `NAME.dict[.dz]`): one document per headword.
     Dictd,
+    /// Web archives (`.warc`, `.warc.gz`): HTML and text responses and resources.
+    Warc,
+    /// Common Crawl's extracted text (`.wet`, `.wet.gz`): WARC `conversion` records.
+    Wet,
 }
 
 /// How a plain-text file is cut into documents.
