@@ -143,7 +143,8 @@ impl Context {
         let text = if html {
             let e = read::html::extract(&text);
             if let Some(t) = e.title {
-                meta.insert("title".into(), t.into());
+                // A title the reader found (an e-book's) wins over the page's.
+                meta.entry("title").or_insert(t.into());
             }
             e.text
         } else {

@@ -4,6 +4,7 @@
 //! size does not bound memory; whole-file formats (text, Markdown, HTML) are capped at
 //! `input.max_doc_bytes` per document.
 
+mod epub;
 pub mod html;
 mod warc;
 
@@ -354,8 +355,10 @@ pub fn read_file(
         .map(|n| n.to_string_lossy().to_lowercase())
         .unwrap_or_default();
     let archive = match cfg.format {
-        Format::Warc | Format::Wet => true,
-        Format::Auto => file.index.is_none() && matches!(extension(&lower), "warc" | "wet"),
+        Format::Warc | Format::Wet | Format::Epub => true,
+        Format::Auto => {
+            file.index.is_none() && matches!(extension(&lower), "warc" | "wet" | "epub")
+        }
         _ => false,
     };
     let (mut reader, hashing) = open(path, !archive)?;
@@ -372,7 +375,10 @@ pub fn read_file(
         sniff(extension(&lower), &head)
     };
     summary.format = format_name(format).into();
-    let binary_ok = matches!(format, Format::Dictd | Format::Warc | Format::Wet);
+    let binary_ok = matches!(
+        format,
+        Format::Dictd | Format::Warc | Format::Wet | Format::Epub
+    );
     if !binary_ok && looks_binary(&head[..head.len().min(8192)]) {
         summary.skipped = Some("binary content".into());
     } else {
@@ -401,6 +407,7 @@ pub fn read_file(
                 let index = file.index.as_deref().unwrap_or(path);
                 read_dictd(reader.as_mut(), path, index, src, &mut counting)?
             }
+            Format::Epub => epub::read(reader.as_mut(), path, src, cfg, &mut counting)?,
             Format::Warc | Format::Wet => {
                 warc::read(reader.as_mut(), path, src, cfg.max_doc_bytes, &mut counting)?
             }
@@ -437,6 +444,7 @@ pub fn format_name(f: Format) -> &'static str {
         Format::Dictd => "dictd",
         Format::Warc => "warc",
         Format::Wet => "wet",
+        Format::Epub => "epub",
     }
 }
 
@@ -460,6 +468,7 @@ fn sniff(ext: &str, head: &[u8]) -> Format {
         "txt" | "text" => Format::Text,
         "warc" => Format::Warc,
         "wet" => Format::Wet,
+        "epub" => Format::Epub,
         _ if head.starts_with(b"WARC/1.") => Format::Warc,
         _ => {
             let start = String::from_utf8_lossy(&head[..head.len().min(1024)]).to_lowercase();
