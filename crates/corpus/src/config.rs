@@ -121,6 +121,8 @@ pub enum Format {
     Wet,
     /// EPUB 2 and 3 e-books: the spine's chapters in order (see `book_unit`).
     Epub,
+    /// PDF: the text layer of every page, running headers and footers removed.
+    Pdf,
 }
 
 /// How an e-book is cut into documents.

@@ -1,6 +1,6 @@
-//! E-books made by tools nobody here wrote: pandoc's EPUBs of the Debian Administrator's
-//! Handbook (testdata/corpus/books/make_books.sh). The text duet reads from an e-book must match
-//! the text it extracts from the chapter's HTML.
+//! E-books made by tools nobody here wrote: pandoc's EPUBs and weasyprint's PDFs of the Debian
+//! Administrator's Handbook (testdata/corpus/books/make_books.sh, make_pdfs.sh). The text duet
+//! reads from an e-book must match the text it extracts from the chapter's HTML.
 
 mod common;
 
@@ -18,6 +18,12 @@ fn books() -> PathBuf {
 }
 
 fn read(path: &Path, unit: BookUnit) -> Result<(Vec<RawDoc>, Vec<String>)> {
+    let (docs, bad, format) = read_any(path, unit)?;
+    assert_eq!(format, "epub");
+    Ok((docs, bad))
+}
+
+fn read_any(path: &Path, unit: BookUnit) -> Result<(Vec<RawDoc>, Vec<String>, String)> {
     let file = InputFile {
         path: path.to_path_buf(),
         source: "book".into(),
@@ -35,8 +41,7 @@ fn read(path: &Path, unit: BookUnit) -> Result<(Vec<RawDoc>, Vec<String>)> {
         }
         Ok(())
     })?;
-    assert_eq!(summary.format, "epub");
-    Ok((docs, bad))
+    Ok((docs, bad, summary.format))
 }
 
 /// Token-level F1 between two texts: words (every CJK character a word), punctuation trimmed,
@@ -170,5 +175,55 @@ fn more_handbook_sections_when_pandoc_is_installed() -> Result<()> {
             assert!(score >= 0.95, "{lang} {page}: token F1 {score:.3} < 0.95");
         }
     }
+    Ok(())
+}
+
+/// Catches: pages out of order or lost, the running header and page numbers left in, words
+/// hyphenated at line ends left split, CJK glyphs mangled or spaced apart.
+#[test]
+fn pdf_text_matches_the_chapter_html() -> Result<()> {
+    for lang in ["en", "zh"] {
+        let pdf = books().join(format!("role-of-distributions.{lang}.pdf"));
+        let page = books().join(format!("role-of-distributions.{lang}.html"));
+        let (docs, bad, format) = read_any(&pdf, BookUnit::Book)?;
+        assert_eq!(format, "pdf");
+        assert!(bad.is_empty(), "{bad:?}");
+        let text = &docs[0].text;
+        assert!(!text.contains("Page 2"), "{text}");
+        // weasyprint breaks words with U+2010 HYPHEN.
+        let split = text
+            .split(['-', '\u{2010}'])
+            .zip(text.split(['-', '\u{2010}']).skip(1))
+            .filter(|(a, b)| {
+                a.ends_with(char::is_alphabetic)
+                    && b.starts_with('\n')
+                    && b[1..].starts_with(char::is_lowercase)
+            })
+            .count();
+        assert_eq!(split, 0, "{text}");
+        let want = html::extract(&std::fs::read_to_string(&page)?).text;
+        let score = f1(text, &want);
+        println!("{lang} pdf: token F1 {score:.3}");
+        assert!(score >= 0.95, "{lang}: token F1 {score:.3} < 0.95\n{text}");
+    }
+    Ok(())
+}
+
+/// Catches: an image-only page failing the document or passing silently; an encrypted PDF
+/// read as garbage or failing the run.
+#[test]
+fn scanned_pages_and_encrypted_pdfs_are_dropped_with_the_reason() -> Result<()> {
+    let (docs, bad, _) = read_any(&books().join("scanned.pdf"), BookUnit::Book)?;
+    assert_eq!(bad, ["page 2 has no text layer (a scanned image?)"]);
+    let text = &docs[0].text;
+    assert!(text.contains("The first page has a text layer"), "{text}");
+    assert!(
+        text.contains("The third page has a text layer again"),
+        "{text}"
+    );
+    let (docs, bad, _) = read_any(&books().join("encrypted.pdf"), BookUnit::Book)?;
+    assert!(docs.is_empty());
+    assert_eq!(bad.len(), 1);
+    assert!(bad[0].starts_with("encrypted PDF"), "{bad:?}");
     Ok(())
 }

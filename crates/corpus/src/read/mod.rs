@@ -6,6 +6,7 @@
 
 mod epub;
 pub mod html;
+mod pdf;
 mod warc;
 
 use std::fs::File;
@@ -29,7 +30,6 @@ const BINARY_EXTENSIONS: &[&str] = &[
     "ico",
     "bmp",
     "tiff",
-    "pdf",
     "zip",
     "tar",
     "7z",
@@ -355,9 +355,9 @@ pub fn read_file(
         .map(|n| n.to_string_lossy().to_lowercase())
         .unwrap_or_default();
     let archive = match cfg.format {
-        Format::Warc | Format::Wet | Format::Epub => true,
+        Format::Warc | Format::Wet | Format::Epub | Format::Pdf => true,
         Format::Auto => {
-            file.index.is_none() && matches!(extension(&lower), "warc" | "wet" | "epub")
+            file.index.is_none() && matches!(extension(&lower), "warc" | "wet" | "epub" | "pdf")
         }
         _ => false,
     };
@@ -377,7 +377,7 @@ pub fn read_file(
     summary.format = format_name(format).into();
     let binary_ok = matches!(
         format,
-        Format::Dictd | Format::Warc | Format::Wet | Format::Epub
+        Format::Dictd | Format::Warc | Format::Wet | Format::Epub | Format::Pdf
     );
     if !binary_ok && looks_binary(&head[..head.len().min(8192)]) {
         summary.skipped = Some("binary content".into());
@@ -407,6 +407,7 @@ pub fn read_file(
                 let index = file.index.as_deref().unwrap_or(path);
                 read_dictd(reader.as_mut(), path, index, src, &mut counting)?
             }
+            Format::Pdf => pdf::read(reader.as_mut(), path, src, &mut counting)?,
             Format::Epub => epub::read(reader.as_mut(), path, src, cfg, &mut counting)?,
             Format::Warc | Format::Wet => {
                 warc::read(reader.as_mut(), path, src, cfg.max_doc_bytes, &mut counting)?
@@ -445,6 +446,7 @@ pub fn format_name(f: Format) -> &'static str {
         Format::Warc => "warc",
         Format::Wet => "wet",
         Format::Epub => "epub",
+        Format::Pdf => "pdf",
     }
 }
 
@@ -469,6 +471,7 @@ fn sniff(ext: &str, head: &[u8]) -> Format {
         "warc" => Format::Warc,
         "wet" => Format::Wet,
         "epub" => Format::Epub,
+        "pdf" => Format::Pdf,
         _ if head.starts_with(b"WARC/1.") => Format::Warc,
         _ => {
             let start = String::from_utf8_lossy(&head[..head.len().min(1024)]).to_lowercase();
