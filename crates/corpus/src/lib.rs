@@ -41,6 +41,7 @@
 
 pub mod clean;
 pub mod config;
+pub mod crawl;
 pub mod decontam;
 pub mod dedup;
 mod document;
