@@ -119,7 +119,7 @@ pub fn crawl(
     let state_path = out.join(STATE_FILE);
     let warc_path = out.join(WARC_FILE);
     // 1) A fresh crawl, or the checkpoint and the WARC cut back to it.
-    let state = match State::load(&state_path)? {
+    let mut state = match State::load(&state_path)? {
         Some(state) => {
             let f = std::fs::OpenOptions::new()
                 .write(true)
@@ -130,15 +130,15 @@ pub fn crawl(
         }
         None => {
             let _ = std::fs::remove_file(&warc_path);
-            let mut state = State::default();
-            for r in &roots {
-                if state.seen.insert(r.to_string()) {
-                    state.frontier.push_back((r.to_string(), 0));
-                }
-            }
-            state
+            State::default()
         }
     };
+    // Seeds not crawled before (all of them on a fresh crawl) are queued.
+    for r in &roots {
+        if state.seen.insert(r.to_string()) {
+            state.frontier.push_back((r.to_string(), 0));
+        }
+    }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .max_redirects(0)
         .http_status_as_error(false)
