@@ -115,6 +115,24 @@ pub enum Format {
     Fortune,
     /// dictd dictionaries (`NAME.index` beside `NAME.dict[.dz]`): one document per headword.
     Dictd,
+    /// Web archives (`.warc`, `.warc.gz`): HTML and text responses and resources.
+    Warc,
+    /// Common Crawl's extracted text (`.wet`, `.wet.gz`): WARC `conversion` records.
+    Wet,
+    /// EPUB 2 and 3 e-books: the spine's chapters in order (see `book_unit`).
+    Epub,
+    /// PDF: the text layer of every page, running headers and footers removed.
+    Pdf,
+}
+
+/// How an e-book is cut into documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BookUnit {
+    /// The whole book is one document.
+    Book,
+    /// Each chapter (EPUB spine item) is a document.
+    Chapter,
 }
 
 /// How a plain-text file is cut into documents.
@@ -146,6 +164,8 @@ pub struct InputConfig {
     pub has_header: bool,
     /// How plain-text files are cut into documents.
     pub text_unit: TextUnit,
+    /// How e-books are cut into documents.
+    pub book_unit: BookUnit,
     /// Files larger than this (after decompression) are cut at this many bytes and counted.
     pub max_doc_bytes: usize,
     /// Glob-like suffixes of file names that are skipped when walking directories.
@@ -161,6 +181,7 @@ impl Default for InputConfig {
             text_column: "text".into(),
             has_header: true,
             text_unit: TextUnit::File,
+            book_unit: BookUnit::Book,
             max_doc_bytes: 16 << 20,
             skip_suffixes: vec![".dat".into(), ".u8".into()],
         }

@@ -1,10 +1,12 @@
 //! `duet-corpus`: collect and clean text for language models.
 //!
 //! Readers for text, Markdown, HTML, JSONL, CSV/TSV, fortune files and dictd dictionaries
-//! (plain, `.gz`, `.zst`); main-text extraction from HTML; Unicode normalisation and cleaning;
-//! length, language, quality and repetition filters; exact and MinHash near-duplicate removal
-//! with disk-backed buckets; decontamination against evaluation sets; PII redaction; a
-//! deterministic split; zstd-compressed JSONL shards with a manifest and a report that
+//! (plain, `.gz`, `.zst`), web archives (WARC and WET, gzip per record or whole-file) and
+//! e-books (EPUB 2 and 3, PDF), broken records counted and passed over; main-text extraction
+//! from HTML; Unicode normalisation and cleaning; length, language, quality and repetition
+//! filters; exact and MinHash near-duplicate removal with disk-backed buckets; decontamination
+//! against evaluation sets; PII redaction; a deterministic split; zstd-compressed JSONL shards
+//! with a manifest and a report that
 //! accounts for every document.
 //!
 //! ```
@@ -39,6 +41,7 @@
 
 pub mod clean;
 pub mod config;
+pub mod crawl;
 pub mod decontam;
 pub mod dedup;
 mod document;

@@ -143,7 +143,8 @@ impl Context {
         let text = if html {
             let e = read::html::extract(&text);
             if let Some(t) = e.title {
-                meta.insert("title".into(), t.into());
+                // A title the reader found (an e-book's) wins over the page's.
+                meta.entry("title").or_insert(t.into());
             }
             e.text
         } else {
@@ -347,6 +348,8 @@ pub fn build(cfg: &Config, opts: &BuildOptions) -> Result<Report> {
     bar.set_length(total_bytes);
     bar.set_message("reading");
     let mut inputs = Vec::new();
+    // Items of a file arrive before its end, so its kept documents are counted until then.
+    let mut kept_in_file = 0u64;
     run_ordered(&files, cfg, &ctx, threads, opts.strict, bar, |done| {
         match done {
             Done::FileDone(Ok(summary)) => {
@@ -354,6 +357,11 @@ pub fn build(cfg: &Config, opts: &BuildOptions) -> Result<Report> {
                 report.bytes_in += summary.bytes;
                 report.files.lossy_utf8 += summary.lossy_utf8;
                 report.files.truncated += summary.truncated;
+                let kind = report.sources.entry(summary.format.clone()).or_default();
+                kind.files += 1;
+                kind.docs_in += summary.docs;
+                kind.malformed += summary.malformed;
+                kind.kept += std::mem::take(&mut kept_in_file);
                 if let Some(reason) = &summary.skipped {
                     report.files.skipped.push(read::SkippedFile {
                         source: summary.source.clone(),
@@ -364,6 +372,7 @@ pub fn build(cfg: &Config, opts: &BuildOptions) -> Result<Report> {
                 inputs.push(summary);
             }
             Done::FileDone(Err(message)) => {
+                kept_in_file = 0;
                 if opts.strict {
                     return Err(Error::Strict(message));
                 }
@@ -395,6 +404,7 @@ pub fn build(cfg: &Config, opts: &BuildOptions) -> Result<Report> {
                             sig,
                             redactions,
                         } => {
+                            kept_in_file += 1;
                             *report.languages_in.entry(doc.lang.clone()).or_default() += 1;
                             for (k, v) in redactions {
                                 *report.redactions.entry(k.to_owned()).or_default() += v;

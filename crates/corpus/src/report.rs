@@ -77,6 +77,19 @@ pub struct Files {
     pub truncated: u64,
 }
 
+/// What one kind of source (a format: `html`, `warc`, `wet`, ...) contributed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceKind {
+    /// Files read as this kind.
+    pub files: u64,
+    /// Documents read from them (including malformed records).
+    pub docs_in: u64,
+    /// Records that could not be parsed.
+    pub malformed: u64,
+    /// Documents kept before de-duplication.
+    pub kept: u64,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -98,6 +111,9 @@ pub struct Report {
     pub duplicates: Duplicates,
     /// Kept documents by length (powers of two).
     pub length_histogram: Vec<LengthBucket>,
+    /// Files and documents per source kind (input format).
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceKind>,
     /// Files.
     pub files: Files,
     /// Bytes of input files on disk.
@@ -195,7 +211,18 @@ impl Report {
             self.files.truncated,
             self.seconds
         );
-        let _ = writeln!(s, "## Splits\n\n| split | documents |\n| --- | ---: |");
+        let _ = writeln!(
+            s,
+            "## Sources\n\n| kind | files | documents read | malformed | kept before de-duplication |\n| --- | ---: | ---: | ---: | ---: |"
+        );
+        for (k, v) in &self.sources {
+            let _ = writeln!(
+                s,
+                "| {k} | {} | {} | {} | {} |",
+                v.files, v.docs_in, v.malformed, v.kept
+            );
+        }
+        let _ = writeln!(s, "\n## Splits\n\n| split | documents |\n| --- | ---: |");
         for (k, v) in &self.splits {
             let _ = writeln!(s, "| {k} | {v} |");
         }
@@ -298,6 +325,13 @@ impl Report {
         }
         for (k, v) in &other.redactions {
             *self.redactions.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.sources {
+            let e = self.sources.entry(k.clone()).or_default();
+            e.files += v.files;
+            e.docs_in += v.docs_in;
+            e.malformed += v.malformed;
+            e.kept += v.kept;
         }
         self.files.read += other.files.read;
         self.files

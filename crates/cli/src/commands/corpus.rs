@@ -1,4 +1,4 @@
-//! `duet corpus build|merge`.
+//! `duet corpus build|merge|crawl`.
 
 use std::path::PathBuf;
 
@@ -13,12 +13,15 @@ pub enum CorpusCommand {
     Build(BuildArgs),
     /// Combine corpora built with `--shard K/N`, removing duplicates across them.
     Merge(MergeArgs),
+    /// Fetch pages from sites politely (robots.txt, a delay per host) into a WARC file.
+    Crawl(super::crawl::CrawlArgs),
 }
 
 /// Arguments of `duet corpus build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Files and directories to read (txt, md, html, jsonl, csv/tsv, fortune, dictd; .gz/.zst).
+    /// Files and directories to read (txt, md, html, jsonl, csv/tsv, fortune, dictd, warc, wet,
+    /// epub, pdf; .gz/.zst).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// The corpus directory to write.
@@ -69,6 +72,7 @@ pub fn run(cmd: CorpusCommand) -> Result<()> {
     match cmd {
         CorpusCommand::Build(a) => build(a),
         CorpusCommand::Merge(a) => merge(a),
+        CorpusCommand::Crawl(a) => super::crawl::run(a),
     }
 }
 

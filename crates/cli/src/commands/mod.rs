@@ -15,6 +15,7 @@ pub mod chat;
 pub mod classify;
 pub mod config;
 pub mod corpus;
+pub mod crawl;
 pub mod dialog;
 pub mod export;
 pub mod keywords;

@@ -4,7 +4,10 @@
 //! size does not bound memory; whole-file formats (text, Markdown, HTML) are capped at
 //! `input.max_doc_bytes` per document.
 
+mod epub;
 pub mod html;
+mod pdf;
+mod warc;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -27,7 +30,6 @@ const BINARY_EXTENSIONS: &[&str] = &[
     "ico",
     "bmp",
     "tiff",
-    "pdf",
     "zip",
     "tar",
     "7z",
@@ -281,8 +283,9 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// Opens `path`, decompressing `.gz`, `.dz` and `.zst`, hashing the bytes on disk.
-fn open(path: &Path) -> Result<(Box<dyn BufRead>, SharedHash)> {
+/// Opens `path`, hashing the bytes on disk; with `decompress`, `.gz`, `.dz` and `.zst` are
+/// decompressed (web archives decompress themselves, gzip member by gzip member).
+fn open(path: &Path, decompress: bool) -> Result<(Box<dyn BufRead>, SharedHash)> {
     let file = File::open(path).at(path)?;
     let hashing = std::rc::Rc::new(std::cell::RefCell::new(Hashing {
         inner: file,
@@ -291,7 +294,9 @@ fn open(path: &Path) -> Result<(Box<dyn BufRead>, SharedHash)> {
     }));
     let shared = SharedRead(hashing.clone());
     let name = path.to_string_lossy().to_lowercase();
-    let reader: Box<dyn BufRead> = if name.ends_with(".gz") || name.ends_with(".dz") {
+    let reader: Box<dyn BufRead> = if !decompress {
+        Box::new(BufReader::with_capacity(1 << 16, shared))
+    } else if name.ends_with(".gz") || name.ends_with(".dz") {
         Box::new(BufReader::with_capacity(
             1 << 16,
             flate2::read::MultiGzDecoder::new(shared),
@@ -345,16 +350,23 @@ pub fn read_file(
     emit: &mut dyn FnMut(RawItem) -> Result<()>,
 ) -> Result<InputSummary> {
     let path = &file.path;
-    let (mut reader, hashing) = open(path)?;
+    let lower = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let archive = match cfg.format {
+        Format::Warc | Format::Wet | Format::Epub | Format::Pdf => true,
+        Format::Auto => {
+            file.index.is_none() && matches!(extension(&lower), "warc" | "wet" | "epub" | "pdf")
+        }
+        _ => false,
+    };
+    let (mut reader, hashing) = open(path, !archive)?;
     let mut summary = InputSummary {
         source: file.source.clone(),
         ..Default::default()
     };
     let head = reader.fill_buf().at(path)?.to_vec();
-    let lower = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
     let format = if file.index.is_some() {
         Format::Dictd
     } else if cfg.format != Format::Auto {
@@ -363,7 +375,11 @@ pub fn read_file(
         sniff(extension(&lower), &head)
     };
     summary.format = format_name(format).into();
-    if format != Format::Dictd && looks_binary(&head[..head.len().min(8192)]) {
+    let binary_ok = matches!(
+        format,
+        Format::Dictd | Format::Warc | Format::Wet | Format::Epub | Format::Pdf
+    );
+    if !binary_ok && looks_binary(&head[..head.len().min(8192)]) {
         summary.skipped = Some("binary content".into());
     } else {
         let mut counting = |item: RawItem| {
@@ -390,6 +406,11 @@ pub fn read_file(
             Format::Dictd => {
                 let index = file.index.as_deref().unwrap_or(path);
                 read_dictd(reader.as_mut(), path, index, src, &mut counting)?
+            }
+            Format::Pdf => pdf::read(reader.as_mut(), path, src, &mut counting)?,
+            Format::Epub => epub::read(reader.as_mut(), path, src, cfg, &mut counting)?,
+            Format::Warc | Format::Wet => {
+                warc::read(reader.as_mut(), path, src, cfg.max_doc_bytes, &mut counting)?
             }
             Format::Text | Format::Markdown | Format::Html | Format::Auto => {
                 read_whole(reader.as_mut(), path, src, cfg, format, &mut counting)?
@@ -422,6 +443,10 @@ pub fn format_name(f: Format) -> &'static str {
         Format::Tsv => "tsv",
         Format::Fortune => "fortune",
         Format::Dictd => "dictd",
+        Format::Warc => "warc",
+        Format::Wet => "wet",
+        Format::Epub => "epub",
+        Format::Pdf => "pdf",
     }
 }
 
@@ -443,6 +468,11 @@ fn sniff(ext: &str, head: &[u8]) -> Format {
         }
         "tsv" | "tab" => Format::Tsv,
         "txt" | "text" => Format::Text,
+        "warc" => Format::Warc,
+        "wet" => Format::Wet,
+        "epub" => Format::Epub,
+        "pdf" => Format::Pdf,
+        _ if head.starts_with(b"WARC/1.") => Format::Warc,
         _ => {
             let start = String::from_utf8_lossy(&head[..head.len().min(1024)]).to_lowercase();
             let start = start.trim_start();
