@@ -114,7 +114,7 @@ unsafe fn offset_pair<const KIND: u8>(a: &ActRow<'_>, p: usize) -> __m512i {
 fn odd_block<const KIND: u8>(w: &[u8], a: &ActRow<'_>) -> f32 {
     let bytes = layout(KIND).0;
     let nb = w.len() / bytes;
-    if nb % 2 == 0 {
+    if nb.is_multiple_of(2) {
         return 0.0;
     }
     let b = nb - 1;
