@@ -25,7 +25,7 @@ def gguf_weight_bytes(path):
 
 
 def sig3(x):
-    return float(f"{x:.3g}")
+    return round(x, 3)
 
 
 def main():
