@@ -4,14 +4,12 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Result;
 use duet_corpus::config::{BookUnit, InputConfig};
 use duet_corpus::read::{InputFile, RawDoc, RawItem, html, read_file};
-use duet_corpus::text::{normalize_word, words};
 
 fn books() -> PathBuf {
     common::root().join("testdata/corpus/books")
@@ -44,32 +42,6 @@ fn read_any(path: &Path, unit: BookUnit) -> Result<(Vec<RawDoc>, Vec<String>, St
     Ok((docs, bad, summary.format))
 }
 
-/// Token-level F1 between two texts: words (every CJK character a word), punctuation trimmed,
-/// lower-cased, counted as multisets.
-fn f1(got: &str, want: &str) -> f64 {
-    let bag = |t: &str| {
-        let mut m: HashMap<String, i64> = HashMap::new();
-        for w in words(t) {
-            let w = normalize_word(w);
-            if !w.is_empty() {
-                *m.entry(w).or_default() += 1;
-            }
-        }
-        m
-    };
-    let (g, w) = (bag(got), bag(want));
-    let common: i64 = g
-        .iter()
-        .map(|(k, n)| (*n).min(*w.get(k).unwrap_or(&0)))
-        .sum();
-    let (ng, nw) = (g.values().sum::<i64>(), w.values().sum::<i64>());
-    if common == 0 {
-        return 0.0;
-    }
-    let (p, r) = (common as f64 / ng as f64, common as f64 / nw as f64);
-    2.0 * p * r / (p + r)
-}
-
 /// The whole-book text of an EPUB against duet's extraction of the HTML it was made from.
 fn book_f1(epub: &Path, html_page: &Path) -> Result<f64> {
     let (docs, bad) = read(epub, BookUnit::Book)?;
@@ -82,7 +54,7 @@ fn book_f1(epub: &Path, html_page: &Path) -> Result<f64> {
         )
     };
     let want = html::extract(&std::fs::read_to_string(html_page)?).text;
-    Ok(f1(&book.text, &want))
+    Ok(common::token_f1(&book.text, &want))
 }
 
 /// Catches: chapters out of spine order or missing, XHTML not run through the extractor
@@ -202,7 +174,7 @@ fn pdf_text_matches_the_chapter_html() -> Result<()> {
             .count();
         assert_eq!(split, 0, "{text}");
         let want = html::extract(&std::fs::read_to_string(&page)?).text;
-        let score = f1(text, &want);
+        let score = common::token_f1(text, &want);
         println!("{lang} pdf: token F1 {score:.3}");
         assert!(score >= 0.95, "{lang}: token F1 {score:.3} < 0.95\n{text}");
     }

@@ -9,7 +9,8 @@ use duet_corpus::crawl::{CrawlConfig, Scope, WARC_FILE, crawl};
 /// Arguments of `duet corpus crawl`.
 #[derive(Debug, Args)]
 pub struct CrawlArgs {
-    /// Pages to start from (http:// or https://).
+    /// Pages to start from (http:// or https://; https through rustls with the Mozilla root
+    /// certificates).
     #[arg(required = true, value_name = "SEED_URL")]
     pub seeds: Vec<String>,
     /// The directory to write crawl.warc.gz and the checkpoint in; an interrupted crawl there

@@ -3,9 +3,12 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
+
+use duet_corpus::text::{normalize_word, words};
 
 /// Serialises fetches: tests run in parallel and the script writes one folder per name.
 static FETCH: Mutex<()> = Mutex::new(());
@@ -33,4 +36,30 @@ pub fn data(name: &str) -> PathBuf {
         assert!(status.success(), "scripts/fetch-data.sh {name} failed");
     }
     dir
+}
+
+/// Token-level F1 between two texts: words (every CJK character a word), punctuation trimmed,
+/// lower-cased, counted as multisets.
+pub fn token_f1(got: &str, want: &str) -> f64 {
+    let bag = |t: &str| {
+        let mut m: HashMap<String, i64> = HashMap::new();
+        for w in words(t) {
+            let w = normalize_word(w);
+            if !w.is_empty() {
+                *m.entry(w).or_default() += 1;
+            }
+        }
+        m
+    };
+    let (g, w) = (bag(got), bag(want));
+    let common: i64 = g
+        .iter()
+        .map(|(k, n)| (*n).min(*w.get(k).unwrap_or(&0)))
+        .sum();
+    let (ng, nw) = (g.values().sum::<i64>(), w.values().sum::<i64>());
+    if common == 0 {
+        return 0.0;
+    }
+    let (p, r) = (common as f64 / ng as f64, common as f64 / nw as f64);
+    2.0 * p * r / (p + r)
 }
