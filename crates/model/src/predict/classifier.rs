@@ -6,10 +6,10 @@ use std::path::Path;
 use candle_core::Device;
 
 use super::tfidf::TfidfClassifier;
-use super::windows::{encoder_tokenizer, pad, softmax, windows};
-use crate::bert::{self, BertForSequenceClassification};
+use super::windows::{encoder_tokenizer, labelled_config, pad, softmax, window_len, windows};
+use crate::Result;
+use crate::bert::BertForSequenceClassification;
 use crate::hub::Checkpoint;
-use crate::{Error, Result};
 
 /// A loaded classifier.
 pub enum Classifier {
@@ -40,23 +40,11 @@ impl Classifier {
             return Ok(Self::Tfidf(TfidfClassifier::load(dir)?));
         }
         let dev = Device::Cpu;
-        let path = dir.join("config.json");
-        let cfg = bert::Config::load(&path)?;
-        let labels = cfg.labels();
-        if labels.is_empty() {
-            return Err(Error::Config {
-                path,
-                message: "names no labels (id2label)".into(),
-            });
-        }
+        let (cfg, labels) = labelled_config(dir)?;
         let ck = Checkpoint::load(dir, &dev)?;
         let model = BertForSequenceClassification::load(ck.var_builder(&dev), &cfg, labels.len())?;
         ck.finish()?;
-        let max_len = cfg
-            .extra
-            .get("duet_max_length")
-            .and_then(|v| v.as_u64())
-            .map_or(cfg.max_position_embeddings.min(512), |v| v as usize);
+        let max_len = window_len(&cfg);
         let chunks = cfg
             .extra
             .get("duet_chunks")

@@ -7,10 +7,12 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::classifier::argmax;
-use super::windows::{Window, encoder_tokenizer, pad, softmax, split_words, word_windows};
-use crate::bert::{self, BertForTokenClassification};
+use super::windows::{
+    Window, encoder_tokenizer, labelled_config, pad, softmax, split_words, window_len, word_windows,
+};
+use crate::Result;
+use crate::bert::BertForTokenClassification;
 use crate::hub::Checkpoint;
-use crate::{Error, Result};
 
 /// An entity found in a text, with character offsets (as Rasa and spaCy report them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,22 +43,11 @@ impl EntityTagger {
     /// `BertForTokenClassification` directory with `id2label`).
     pub fn load(dir: &Path) -> Result<Self> {
         let dev = Device::Cpu;
-        let cfg = bert::Config::load(&dir.join("config.json"))?;
-        let tags = cfg.labels();
-        if tags.is_empty() {
-            return Err(Error::Config {
-                path: dir.join("config.json"),
-                message: "names no tags (id2label)".into(),
-            });
-        }
+        let (cfg, tags) = labelled_config(dir)?;
         let ck = Checkpoint::load(dir, &dev)?;
         let model = BertForTokenClassification::load(ck.var_builder(&dev), &cfg, tags.len())?;
         ck.finish()?;
-        let max_len = cfg
-            .extra
-            .get("duet_max_length")
-            .and_then(|v| v.as_u64())
-            .map_or(cfg.max_position_embeddings.min(512), |v| v as usize);
+        let max_len = window_len(&cfg);
         Ok(Self {
             model,
             tokenizer: encoder_tokenizer(dir)?,

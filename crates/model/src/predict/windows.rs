@@ -17,6 +17,30 @@ pub fn encoder_tokenizer(dir: &Path) -> Result<Tokenizer> {
     Ok(t)
 }
 
+/// A fine-tuned encoder directory's `config.json` and its labels (`id2label`), refused when it
+/// names none.
+pub fn labelled_config(dir: &Path) -> Result<(crate::bert::Config, Vec<String>)> {
+    let path = dir.join("config.json");
+    let cfg = crate::bert::Config::load(&path)?;
+    let labels = cfg.labels();
+    if labels.is_empty() {
+        return Err(Error::Config {
+            path,
+            message: "names no labels (id2label)".into(),
+        });
+    }
+    Ok((cfg, labels))
+}
+
+/// The window length a fine-tuned encoder was trained with (`duet_max_length` in its config),
+/// else its number of positions, at most 512.
+pub fn window_len(cfg: &crate::bert::Config) -> usize {
+    cfg.extra
+        .get("duet_max_length")
+        .and_then(|v| v.as_u64())
+        .map_or(cfg.max_position_embeddings.min(512), |v| v as usize)
+}
+
 /// The id of a special token the encoder needs.
 fn special(tok: &Tokenizer, s: &str) -> Result<u32> {
     tok.token_to_id(s)
