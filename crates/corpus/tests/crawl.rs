@@ -452,21 +452,7 @@ fn a_crawl_of_the_debian_handbook_reads_as_its_html_files() -> Result<()> {
         for d in &crawled {
             let url = d.meta["url"].as_str().unwrap_or_default();
             let rel = url.trim_start_matches(&server.base).trim_start_matches('/');
-            let mut want = String::new();
-            read_file(
-                &InputFile {
-                    path: root.join(rel),
-                    source: "html".into(),
-                    index: None,
-                },
-                &InputConfig::default(),
-                &mut |item| {
-                    if let RawItem::Doc(h) = item {
-                        want.push_str(&h.text);
-                    }
-                    Ok(())
-                },
-            )?;
+            let want = common::html_file_text(&root.join(rel))?;
             let f = common::token_f1(&d.text, &want);
             assert!(f >= 0.95, "{url}: token F1 {f:.3} against the file's text");
         }

@@ -229,21 +229,7 @@ fn warcio_recorded_handbook_pages_read_as_their_html_files() -> Result<()> {
     for d in &docs {
         let url = d.meta["url"].as_str().unwrap_or_default();
         let rel = url.trim_start_matches("http://debian-handbook.example/");
-        let mut want = String::new();
-        read_file(
-            &InputFile {
-                path: root.join(rel),
-                source: "html".into(),
-                index: None,
-            },
-            &InputConfig::default(),
-            &mut |item| {
-                if let RawItem::Doc(h) = item {
-                    want.push_str(&h.text);
-                }
-                Ok(())
-            },
-        )?;
+        let want = common::html_file_text(&root.join(rel))?;
         assert!(want.chars().count() > 300, "{rel}: {want:?}");
         let f = common::token_f1(&d.text, &want);
         assert!(f >= 0.95, "{url}: token F1 {f:.3} against the file's text");

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
+use duet_corpus::config::InputConfig;
+use duet_corpus::read::{InputFile, RawItem, read_file};
 use duet_corpus::text::{normalize_word, words};
 
 /// Serialises fetches: tests run in parallel and the script writes one folder per name.
@@ -62,4 +64,24 @@ pub fn token_f1(got: &str, want: &str) -> f64 {
     }
     let (p, r) = (common as f64 / ng as f64, common as f64 / nw as f64);
     2.0 * p * r / (p + r)
+}
+
+/// The text duet extracts from an HTML file on disk.
+pub fn html_file_text(path: &Path) -> anyhow::Result<String> {
+    let mut text = String::new();
+    read_file(
+        &InputFile {
+            path: path.to_path_buf(),
+            source: "html".into(),
+            index: None,
+        },
+        &InputConfig::default(),
+        &mut |item| {
+            if let RawItem::Doc(h) = item {
+                text.push_str(&h.text);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(text)
 }
