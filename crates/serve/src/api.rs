@@ -1,8 +1,10 @@
-//! The OpenAI request and response bodies, and the checks that turn a request into sampling
+//! The OpenAI request bodies, and the checks that turn a request into sampling
 //! parameters (every out-of-range value is a 400 naming its field).
 
 use duet_model::generate::{FinishReason, SamplingParams};
 use serde::{Deserialize, Serialize};
+
+use tokenizers::Tokenizer;
 
 use crate::engine::TokenLogprob;
 use crate::error::ApiError;
@@ -425,6 +427,42 @@ impl Sampling {
                 Some(f) => Some(f.clone()),
             },
         })
+    }
+}
+
+impl Input {
+    /// The texts of an embeddings, classify or extract input, checked against the limits.
+    pub fn texts(&self, tok: Option<&Tokenizer>, limits: &Limits) -> Result<Vec<String>, ApiError> {
+        let decode = |ids: &[u32]| -> Result<String, ApiError> {
+            let t = tok.ok_or_else(|| {
+                ApiError::invalid("input", "this model takes text, not token ids")
+            })?;
+            t.decode(ids, true)
+                .map_err(|e| ApiError::invalid("input", format!("token ids do not decode: {e}")))
+        };
+        let texts = match self {
+            Self::Text(t) => vec![t.clone()],
+            Self::Texts(ts) => ts.clone(),
+            Self::Tokens(ids) => vec![decode(ids)?],
+            Self::TokenLists(l) => l.iter().map(|ids| decode(ids)).collect::<Result<_, _>>()?,
+        };
+        if texts.is_empty() || texts.len() > limits.max_inputs {
+            return Err(ApiError::invalid(
+                "input",
+                format!(
+                    "give between 1 and {} inputs; got {}",
+                    limits.max_inputs,
+                    texts.len()
+                ),
+            ));
+        }
+        if let Some(i) = texts.iter().position(String::is_empty) {
+            return Err(ApiError::invalid(
+                &format!("input[{i}]"),
+                "inputs must not be empty strings",
+            ));
+        }
+        Ok(texts)
     }
 }
 
