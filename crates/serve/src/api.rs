@@ -302,8 +302,10 @@ pub struct ChatLogprobs {
 /// What a generation request asks for, checked.
 #[derive(Debug, Clone)]
 pub struct Checked {
-    /// Sampling for the first choice (choice `i` uses `seed + i`).
+    /// Sampling (the seed is [`Checked::seed`]'s, set per choice).
     pub params: SamplingParams,
+    /// The request's seed (choice `i` samples with `seed + i`); `None`: a fresh one per choice.
+    pub seed: Option<u64>,
     /// Whether `max_tokens` was given (else it is what the context leaves).
     pub explicit_max: bool,
     /// Choices.
@@ -364,9 +366,10 @@ impl Sampling {
             (Some(m), _) => ("max_completion_tokens", Some(m)),
             (None, m) => ("max_tokens", m),
         };
+        // 0 is only for scoring a prompt (completions with `echo`); the routes check that.
         let max_new_tokens = match max {
             None => limits.max_tokens,
-            Some(m) if m >= 1 && m as usize <= limits.max_tokens => m as usize,
+            Some(m) if m >= 0 && m as usize <= limits.max_tokens => m as usize,
             Some(m) => {
                 return Err(ApiError::invalid(
                     max_name,
@@ -398,7 +401,6 @@ impl Sampling {
                 format!("a stop sequence is at most 256 bytes; one has {}", s.len()),
             ));
         }
-        let seed = self.seed.map_or(0, |s| s as u64);
         let params = SamplingParams {
             max_new_tokens,
             temperature,
@@ -408,12 +410,13 @@ impl Sampling {
             repetition_penalty: repetition.unwrap_or(1.0),
             presence_penalty: presence.unwrap_or(0.0),
             frequency_penalty: frequency.unwrap_or(0.0),
-            seed,
+            seed: 0,
             stop,
             stop_token_ids: Vec::new(),
         };
         Ok(Checked {
             params,
+            seed: self.seed.map(|s| s as u64),
             explicit_max: max.is_some(),
             n,
             stream: self.stream.unwrap_or(false),
@@ -433,18 +436,28 @@ impl Sampling {
 impl Input {
     /// The texts of an embeddings, classify or extract input, checked against the limits.
     pub fn texts(&self, tok: Option<&Tokenizer>, limits: &Limits) -> Result<Vec<String>, ApiError> {
-        let decode = |ids: &[u32]| -> Result<String, ApiError> {
-            let t = tok.ok_or_else(|| {
-                ApiError::invalid("input", "this model takes text, not token ids")
-            })?;
+        let decode = |field: &str, ids: &[u32]| -> Result<String, ApiError> {
+            let t = tok
+                .ok_or_else(|| ApiError::invalid(field, "this model takes text, not token ids"))?;
+            let vocab = t.get_vocab_size(true);
+            if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+                return Err(ApiError::invalid(
+                    field,
+                    format!("token id {bad} is outside the vocabulary of {vocab}"),
+                ));
+            }
             t.decode(ids, true)
-                .map_err(|e| ApiError::invalid("input", format!("token ids do not decode: {e}")))
+                .map_err(|e| ApiError::invalid(field, format!("token ids do not decode: {e}")))
         };
         let texts = match self {
             Self::Text(t) => vec![t.clone()],
             Self::Texts(ts) => ts.clone(),
-            Self::Tokens(ids) => vec![decode(ids)?],
-            Self::TokenLists(l) => l.iter().map(|ids| decode(ids)).collect::<Result<_, _>>()?,
+            Self::Tokens(ids) => vec![decode("input", ids)?],
+            Self::TokenLists(l) => l
+                .iter()
+                .enumerate()
+                .map(|(i, ids)| decode(&format!("input[{i}]"), ids))
+                .collect::<Result<_, _>>()?,
         };
         if texts.is_empty() || texts.len() > limits.max_inputs {
             return Err(ApiError::invalid(

@@ -69,6 +69,12 @@ pub struct TokenLogprob {
 /// What the engine sends back for a job.
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// The log-probabilities of the prompt's tokens after the first (each under the tokens
+    /// before it), sent before any text when the job asked for them.
+    Prompt {
+        /// One per prompt token from the second on.
+        logprobs: Vec<TokenLogprob>,
+    },
     /// New text (possibly empty when only log-probabilities are new).
     Delta {
         /// Text safe to show (never a split character or a partial stop sequence).
@@ -97,6 +103,9 @@ pub struct Job {
     pub params: SamplingParams,
     /// `Some(n)`: report each sampled token's log-probability and the `n` most likely ones.
     pub logprobs: Option<usize>,
+    /// Also report the prompt's tokens' log-probabilities ([`Event::Prompt`]), with the `n`
+    /// of `logprobs` alternatives. A job with `max_new_tokens == 0` only scores its prompt.
+    pub prompt_logprobs: bool,
     /// Give up after this instant.
     pub deadline: Option<Instant>,
     /// Where events go; when the receiver is dropped, the job is cancelled.
@@ -288,6 +297,17 @@ impl Worker {
             return;
         }
         let started = Instant::now();
+        if job.prompt_logprobs && !self.score_prompt(&job) {
+            return;
+        }
+        if job.params.max_new_tokens == 0 {
+            let _ = job.events.send(Event::Done {
+                finish: FinishReason::Length,
+                prompt_tokens: job.prompt.len(),
+                completion_tokens: 0,
+            });
+            return;
+        }
         let mut job = job;
         let prefill = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let Job {
@@ -330,6 +350,38 @@ impl Worker {
                     .send(Event::Failed("internal error in the engine".into()));
             }
         }
+    }
+
+    /// Sends the log-probabilities of the job's prompt tokens; `false` when that failed (the
+    /// job has then been told).
+    fn score_prompt(&self, job: &Job) -> bool {
+        let scored = std::panic::catch_unwind(AssertUnwindSafe(|| self.model.score(&job.prompt)));
+        let logits = match scored {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => {
+                let _ = job.events.send(Event::Failed(e.to_string()));
+                return false;
+            }
+            Err(_) => {
+                let _ = job
+                    .events
+                    .send(Event::Failed("internal error in the engine".into()));
+                return false;
+            }
+        };
+        let vocab = self.model.vocab();
+        let top = job.logprobs.unwrap_or(0);
+        let logprobs = job
+            .prompt
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, &t)| {
+                let row = &logits[(i - 1) * vocab..i * vocab];
+                token_logprob(&self.tokenizer, row, t, top)
+            })
+            .collect();
+        job.events.send(Event::Prompt { logprobs }).is_ok()
     }
 
     /// Feeds a new token to the slot's grammar (ending the sequence when the output is

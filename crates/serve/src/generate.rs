@@ -4,7 +4,8 @@
 
 use std::time::Instant;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
 use duet_model::constrain::Constraint;
 use duet_model::generate::{FinishReason, SamplingParams};
 use serde_json::json;
@@ -42,6 +43,8 @@ pub(crate) struct Choice {
     pub(crate) text: String,
     /// Log-probabilities of the tokens, when asked for.
     pub(crate) logprobs: Vec<TokenLogprob>,
+    /// Log-probabilities of the prompt's tokens after the first, when asked for.
+    pub(crate) prompt_logprobs: Vec<TokenLogprob>,
     /// Why it ended.
     pub(crate) finish: Option<FinishReason>,
     /// Tokens generated.
@@ -54,6 +57,11 @@ pub(crate) struct Submitted {
     pub(crate) receivers: Vec<mpsc::UnboundedReceiver<Event>>,
     /// Tokens over every prompt.
     pub(crate) prompt_tokens: usize,
+    /// The seed each choice samples with (drawn afresh when the request gave none), so that
+    /// the seed and [`Submitted::fingerprint`] reproduce a choice.
+    pub(crate) seeds: Vec<u64>,
+    /// The model's `system_fingerprint`.
+    pub(crate) fingerprint: String,
 }
 
 impl Generator {
@@ -123,44 +131,65 @@ impl Generator {
     }
 }
 
+/// A generation request, checked and tokenized, on its way to the engine.
+pub(crate) struct Generation {
+    /// Each prompt with its sampling.
+    pub(crate) prompts: Vec<(Vec<u32>, SamplingParams)>,
+    /// Choices per prompt.
+    pub(crate) n: usize,
+    /// Log-probabilities of this many alternatives per token, when asked for.
+    pub(crate) logprobs: Option<usize>,
+    /// Also the log-probabilities of the prompt's tokens (`echo` with `logprobs`).
+    pub(crate) prompt_logprobs: bool,
+    /// The grammar of the output, with the request field it came from.
+    pub(crate) constraint: Option<(Constraint, &'static str)>,
+    /// The request's seed: choice `i` samples with `seed + i`; without one, each choice
+    /// draws a fresh seed.
+    pub(crate) seed: Option<u64>,
+}
+
 /// Queues `n` choices for each prompt.
 pub(crate) fn submit(
     s: &AppState,
     name: &str,
     g: &Generator,
-    prompts: &[(Vec<u32>, SamplingParams)],
-    n: usize,
-    logprobs: Option<usize>,
-    format: Option<&ResponseFormat>,
+    r: Generation,
 ) -> std::result::Result<Submitted, ApiError> {
     let deadline = s.timeout.map(|t| Instant::now() + t);
     let grammar = || -> std::result::Result<Option<llguidance::Matcher>, ApiError> {
-        let Some(c) = format.map(constraint_of).transpose()?.flatten() else {
+        let Some((c, field)) = &r.constraint else {
             return Ok(None);
         };
         let grammars = g.grammars.as_ref().map_err(|why| {
             ApiError::invalid(
-                "response_format",
+                field,
                 format!("this model cannot do structured output: {why}"),
             )
         })?;
         grammars
-            .matcher(&c)
+            .matcher(c)
             .map(Some)
-            .map_err(|e| ApiError::invalid("response_format", e))
+            .map_err(|e| ApiError::invalid(field, e))
     };
     let mut receivers = Vec::new();
+    let mut seeds = Vec::new();
     let mut prompt_tokens = 0;
-    for (prompt, params) in prompts {
+    for (prompt, params) in &r.prompts {
         prompt_tokens += prompt.len();
-        for i in 0..n {
+        for i in 0..r.n {
             let (tx, rx) = mpsc::unbounded_channel();
             let mut params = params.clone();
-            params.seed = params.seed.wrapping_add(i as u64);
+            params.seed = match r.seed {
+                Some(seed) => seed.wrapping_add(i as u64),
+                // Within i64, so that it can be sent back as `seed`.
+                None => rand::random::<u64>() & i64::MAX as u64,
+            };
+            seeds.push(params.seed);
             let job = Job {
                 prompt: prompt.clone(),
                 params,
-                logprobs,
+                logprobs: r.logprobs,
+                prompt_logprobs: r.prompt_logprobs,
                 deadline,
                 events: tx,
                 grammar: grammar()?,
@@ -182,6 +211,7 @@ pub(crate) fn submit(
             }
         }
     }
+    tracing::debug!(model = %name, ?seeds, "submitted");
     s.metrics
         .tokens_in
         .get_or_create(&ModelLabel::new(name))
@@ -189,8 +219,28 @@ pub(crate) fn submit(
     Ok(Submitted {
         receivers,
         prompt_tokens,
+        seeds,
+        fingerprint: g.fingerprint.clone(),
     })
 }
+
+impl Submitted {
+    /// Adds the `x-duet-seed` header (each choice's seed, comma-separated) to `resp`.
+    pub(crate) fn with_seeds(seeds: &[u64], mut resp: Response) -> Response {
+        let list = seeds
+            .iter()
+            .map(|&s| (s as i64).to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        if let Ok(v) = HeaderValue::from_str(&list) {
+            resp.headers_mut().insert(SEED_HEADER, v);
+        }
+        resp
+    }
+}
+
+/// The response header that records the seed of each choice.
+pub const SEED_HEADER: &str = "x-duet-seed";
 
 /// Waits for every choice to finish.
 pub(crate) async fn collect(sub: Submitted) -> std::result::Result<(Vec<Choice>, Usage), ApiError> {
@@ -203,6 +253,7 @@ pub(crate) async fn collect(sub: Submitted) -> std::result::Result<(Vec<Choice>,
         let mut c = Choice::default();
         while let Some(ev) = rx.recv().await {
             match ev {
+                Event::Prompt { logprobs } => c.prompt_logprobs = logprobs,
                 Event::Delta { text, logprobs } => {
                     c.text.push_str(&text);
                     c.logprobs.extend(logprobs);

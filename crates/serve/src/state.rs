@@ -54,6 +54,9 @@ pub struct Generator {
     pub(crate) stop_ids: Vec<u32>,
     /// Structured output, or why this model cannot do it.
     pub(crate) grammars: std::result::Result<Grammars, String>,
+    /// `system_fingerprint`: this build and these weights, which with a choice's seed
+    /// reproduce its output.
+    pub(crate) fingerprint: String,
 }
 
 /// A model the server holds.
@@ -106,6 +109,46 @@ fn template_err(e: duet_model::Error) -> Error {
             message: other.to_string(),
         },
     }
+}
+
+/// `fp_` and 12 hexadecimal digits of a hash of duet's version and the model's files (their
+/// names, sizes and modification times), so it changes when either does.
+fn fingerprint(path: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION"));
+    let mut files: Vec<std::path::PathBuf> = if path.is_dir() {
+        std::fs::read_dir(path)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    files.sort();
+    for f in files {
+        h.update(
+            f.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        if let Ok(m) = f.metadata() {
+            h.update(m.len().to_le_bytes());
+            let t = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            h.update(t.to_le_bytes());
+        }
+    }
+    let d = h.finalize();
+    format!(
+        "fp_{}",
+        d[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
 /// Loads every model of `cfg` and starts the engines.
@@ -201,6 +244,7 @@ pub fn load(cfg: &ServeConfig) -> Result<Arc<AppState>> {
                         vocab,
                         stop_ids,
                         grammars,
+                        fingerprint: fingerprint(dir),
                     }))
                 }
                 ModelKind::Encoder { architecture } if architecture.contains("Classification") => {

@@ -1,149 +1,17 @@
 //! The server end to end, in process: tiny models, real routes, real engine threads.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod util;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use duet_serve::api::Limits;
 use duet_serve::engine::EngineConfig;
-use duet_serve::{AppState, ServeConfig};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A tokenizer trained on a few sentences, saved into `dir`.
-fn tokenizer(dir: &Path, kind: duet_tokenizer::Kind) -> Result<()> {
-    let texts = [
-        "the cat sat on the mat",
-        "a dog and a cat",
-        "the end of the story",
-    ]
-    .repeat(20);
-    let tok = duet_tokenizer::train(texts.iter(), &duet_tokenizer::TrainOptions::new(kind, 300))?;
-    tok.save(dir.join("tokenizer.json"), false)
-        .map_err(|e| anyhow!("{e}"))?;
-    Ok(())
-}
-
-/// A decoder (the tiny Llama, 1024 positions), an embedder and a TF-IDF classifier.
-fn models(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let llama = dir.join("llama");
-    std::fs::create_dir_all(&llama)?;
-    for f in ["config.json", "model.safetensors", "generation_config.json"] {
-        std::fs::copy(
-            root().join("testdata/model/tiny-llama").join(f),
-            llama.join(f),
-        )?;
-    }
-    // A long context, so that a stream (with `ignore_eos`) runs long enough to be left mid-way.
-    // The end token of the tokenizer trained here (the fixture's id 2 is `"` in it).
-    let cfg = std::fs::read_to_string(llama.join("config.json"))?
-        .replace(
-            "\"max_position_embeddings\": 64",
-            "\"max_position_embeddings\": 1024",
-        )
-        .replace("\"eos_token_id\": 2", "\"eos_token_id\": 0");
-    std::fs::write(llama.join("config.json"), cfg)?;
-    tokenizer(&llama, duet_tokenizer::Kind::Bpe)?;
-    let bert = dir.join("bert");
-    std::fs::create_dir_all(&bert)?;
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(
-            root().join("testdata/model/tiny-bert-mlm").join(f),
-            bert.join(f),
-        )?;
-    }
-    tokenizer(&bert, duet_tokenizer::Kind::Wordpiece)?;
-    let cls = dir.join("cls");
-    let texts = [
-        "free prize call now",
-        "win cash now",
-        "see you at lunch",
-        "meet at home",
-    ];
-    let labels = vec!["ham".to_owned(), "spam".to_owned()];
-    let m = duet_train::classify::tfidf::fit(
-        &duet_model::predict::tfidf::TfidfConfig::default(),
-        &texts,
-        &[1, 1, 0, 0],
-        &labels,
-    )?;
-    m.save(&cls)?;
-    Ok(vec![
-        ("llama".into(), llama),
-        ("bert".into(), bert),
-        ("cls".into(), cls),
-    ])
-}
-
-struct Server {
-    state: Arc<AppState>,
-    app: axum::Router,
-    _dir: tempfile::TempDir,
-}
-
-fn server(keys: Vec<String>, engine: EngineConfig) -> Result<Server> {
-    let dir = tempfile::tempdir()?;
-    let cfg = ServeConfig {
-        models: models(dir.path())?,
-        limits: Limits {
-            max_body: 256 << 10,
-            ..Limits::default()
-        },
-        engine,
-        request_timeout: Duration::from_secs(60),
-        api_keys: keys,
-        blocking_jobs: 2,
-        ..ServeConfig::default()
-    };
-    let state = duet_serve::load(&cfg)?;
-    Ok(Server {
-        app: duet_serve::router(state.clone()),
-        state,
-        _dir: dir,
-    })
-}
-
-async fn call(
-    app: &axum::Router,
-    method: &str,
-    path: &str,
-    body: Body,
-    key: Option<&str>,
-) -> Result<(StatusCode, Value)> {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", "application/json");
-    if let Some(k) = key {
-        req = req.header("authorization", format!("Bearer {k}"));
-    }
-    let resp = app.clone().oneshot(req.body(body)?).await?;
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    let v = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    Ok((status, v))
-}
-
-async fn post(app: &axum::Router, path: &str, body: Value) -> Result<(StatusCode, Value)> {
-    call(app, "POST", path, Body::from(body.to_string()), None).await
-}
-
-fn chat(content: &str, extra: Value) -> Value {
-    let mut v = json!({"model": "llama", "messages": [{"role": "user", "content": content}], "max_tokens": 5, "temperature": 0});
-    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
-        o.extend(e.clone());
-    }
-    v
-}
+use util::{call, chat, post, server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_chat_completions_embeddings_and_classify() -> Result<()> {
@@ -196,16 +64,20 @@ async fn models_chat_completions_embeddings_and_classify() -> Result<()> {
             .is_some_and(|t| t.starts_with("a dog")),
         "{v}"
     );
+    // With echo, the prompt's tokens come first (the first without a log-probability), then
+    // the three generated ones; offsets count from the start of the text.
+    let prompt_tokens = v["usage"]["prompt_tokens"].as_u64().unwrap_or(0) as usize / 2;
+    let lp = &v["choices"][0]["logprobs"];
     assert_eq!(
-        v["choices"][0]["logprobs"]["tokens"]
-            .as_array()
-            .map(Vec::len),
-        Some(3)
+        lp["tokens"].as_array().map(Vec::len),
+        Some(prompt_tokens + 3),
+        "{v}"
     );
-    // Offsets count from the start of the text, echoed prompt included.
+    assert!(lp["token_logprobs"][0].is_null(), "{v}");
+    assert_eq!(lp["text_offset"][0], 0);
     let prompt_len = "the cat".len() as u64;
     assert!(
-        v["choices"][0]["logprobs"]["text_offset"][0]
+        lp["text_offset"][prompt_tokens]
             .as_u64()
             .is_some_and(|o| o >= prompt_len),
         "{v}"

@@ -15,7 +15,7 @@ use crate::api::{ChatLogprobs, ChatRequest, Usage, finish_name};
 use crate::body::parse;
 use crate::engine::Event;
 use crate::error::ApiError;
-use crate::generate::{Submitted, collect, submit};
+use crate::generate::{Generation, Submitted, collect, constraint_of, submit};
 use crate::middleware::KeyUse;
 use crate::response::{
     AssistantMessage, ChatChoice, ChatChunk, ChatCompletion, ChunkChoice, Delta,
@@ -90,14 +90,28 @@ pub(crate) fn start(s: &AppState, req: &ChatRequest) -> Result<StartedChat, ApiE
             .stop
             .extend(BUILTIN_STOPS.iter().map(|s| (*s).to_owned()));
     }
+    if params.max_new_tokens == 0 {
+        return Err(ApiError::invalid(
+            "max_tokens",
+            "`max_tokens` must be at least 1 for chat",
+        ));
+    }
+    let constraint = match &checked.format {
+        Some(f) => constraint_of(f)?.map(|c| (c, "response_format")),
+        None => None,
+    };
     let sub = submit(
         s,
         &req.model,
         g,
-        &[(prompt, params)],
-        checked.n,
-        top,
-        checked.format.as_ref(),
+        Generation {
+            prompts: vec![(prompt, params)],
+            n: checked.n,
+            logprobs: top,
+            prompt_logprobs: false,
+            constraint,
+            seed: checked.seed,
+        },
     )?;
     Ok(StartedChat {
         sub,
@@ -124,9 +138,12 @@ pub(crate) async fn chat(
         id: s.id("chatcmpl"),
         created: now_secs(),
         model: req.model,
+        fingerprint: sub.fingerprint.clone(),
     };
+    let seeds = sub.seeds.clone();
     if stream {
-        return Ok(stream_chat(s.clone(), key, head, sub, include_usage));
+        let resp = stream_chat(s.clone(), key, head, sub, include_usage);
+        return Ok(Submitted::with_seeds(&seeds, resp));
     }
     let (choices, usage) = collect(sub).await?;
     s.keys.spend(key.0, usage.total_tokens);
@@ -147,16 +164,17 @@ pub(crate) async fn chat(
             finish_reason: c.finish.map(finish_name),
         })
         .collect();
-    Ok(Json(ChatCompletion {
+    let resp = Json(ChatCompletion {
         id: head.id,
         object: "chat.completion",
         created: head.created,
         model: head.model,
         choices,
         usage,
-        system_fingerprint: None,
+        system_fingerprint: Some(head.fingerprint),
     })
-    .into_response())
+    .into_response();
+    Ok(Submitted::with_seeds(&seeds, resp))
 }
 
 /// What every chunk of a streamed completion repeats.
@@ -164,6 +182,7 @@ struct Head {
     id: String,
     created: u64,
     model: String,
+    fingerprint: String,
 }
 
 impl Head {
@@ -173,7 +192,7 @@ impl Head {
             object: "chat.completion.chunk",
             created: self.created,
             model: self.model.clone(),
-            system_fingerprint: None,
+            system_fingerprint: Some(self.fingerprint.clone()),
             choices,
             usage,
         }
@@ -214,6 +233,7 @@ fn stream_chat(
         let mut events = sse::merged(sub.receivers);
         while let Some((index, ev)) = tx.next_event(&mut events).await {
             let sent = match ev {
+                Event::Prompt { .. } => continue,
                 Event::Delta { text, logprobs } => {
                     let text = if started[index] {
                         text

@@ -14,7 +14,7 @@ use crate::api::{CompletionRequest, Prompt, Usage, finish_name};
 use crate::body::parse;
 use crate::engine::{Event, TokenLogprob};
 use crate::error::ApiError;
-use crate::generate::{Submitted, collect, submit};
+use crate::generate::{Generation, Submitted, collect, constraint_of, submit};
 use crate::middleware::KeyUse;
 use crate::response::{Completion, CompletionChoice, CompletionLogprobs};
 use crate::sse;
@@ -41,11 +41,36 @@ fn completion_logprobs(lps: &[TokenLogprob], start: usize) -> CompletionLogprobs
     out
 }
 
+/// The legacy `logprobs` of an echoed prompt: its first token with `null` (nothing comes
+/// before it), then each token under the ones before it.
+fn prompt_logprobs(first: String, lps: &[TokenLogprob]) -> CompletionLogprobs {
+    let start = first.len();
+    let mut out = CompletionLogprobs {
+        tokens: vec![first],
+        token_logprobs: vec![None],
+        top_logprobs: vec![None],
+        text_offset: vec![0],
+    };
+    out.append(completion_logprobs(lps, start));
+    out
+}
+
+impl CompletionLogprobs {
+    /// Adds `other`'s tokens after these.
+    fn append(&mut self, other: CompletionLogprobs) {
+        self.tokens.extend(other.tokens);
+        self.token_logprobs.extend(other.token_logprobs);
+        self.top_logprobs.extend(other.top_logprobs);
+        self.text_offset.extend(other.text_offset);
+    }
+}
+
 /// What every chunk and the whole response repeat.
 struct Head {
     id: String,
     created: u64,
     model: String,
+    fingerprint: String,
 }
 
 impl Head {
@@ -55,7 +80,7 @@ impl Head {
             object: "text_completion",
             created: self.created,
             model: self.model.clone(),
-            system_fingerprint: Some(None),
+            system_fingerprint: Some(Some(self.fingerprint.clone())),
             choices,
             usage,
         }
@@ -114,7 +139,23 @@ pub(crate) async fn completions(
         })?;
         fitted.push((p, params));
     }
-    let echo: Vec<String> = if req.echo.unwrap_or(false) {
+    let echoing = req.echo.unwrap_or(false);
+    if checked.params.max_new_tokens == 0 && !echoing {
+        return Err(ApiError::invalid(
+            "max_tokens",
+            "`max_tokens: 0` only scores the prompt: it needs `echo: true`",
+        ));
+    }
+    // The first token of each prompt, for the echoed prompt's logprobs.
+    let firsts: Vec<String> = fitted
+        .iter()
+        .map(|(p, _)| {
+            p.first()
+                .and_then(|&t| g.tokenizer.decode(&[t], false).ok())
+                .unwrap_or_default()
+        })
+        .collect();
+    let echo: Vec<String> = if echoing {
         fitted
             .iter()
             .map(|(p, _)| g.tokenizer.decode(p, true).unwrap_or_default())
@@ -123,14 +164,33 @@ pub(crate) async fn completions(
         Vec::new()
     };
     let n = checked.n;
-    let sub = submit(&s, &req.model, g, &fitted, n, top, checked.format.as_ref())?;
+    let constraint = match &checked.format {
+        Some(f) => constraint_of(f)?.map(|c| (c, "response_format")),
+        None => None,
+    };
+    let scoring = echoing && top.is_some();
+    let sub = submit(
+        &s,
+        &req.model,
+        g,
+        Generation {
+            prompts: fitted,
+            n,
+            logprobs: top,
+            prompt_logprobs: scoring,
+            constraint,
+            seed: checked.seed,
+        },
+    )?;
     let head = Head {
         id: s.id("cmpl"),
         created: now_secs(),
         model: req.model,
+        fingerprint: sub.fingerprint.clone(),
     };
+    let seeds = sub.seeds.clone();
     if checked.stream {
-        return Ok(stream_completion(
+        let resp = stream_completion(
             s.clone(),
             key,
             head,
@@ -138,10 +198,12 @@ pub(crate) async fn completions(
             Streamed {
                 include_usage: checked.include_usage,
                 echo,
+                firsts,
                 n,
                 logprobs: top.is_some(),
             },
-        ));
+        );
+        return Ok(Submitted::with_seeds(&seeds, resp));
     }
     let (choices, usage) = collect(sub).await?;
     s.keys.spend(key.0, usage.total_tokens);
@@ -151,15 +213,26 @@ pub(crate) async fn completions(
         .map(|(index, c)| {
             let prefix = echo.get(index / n).cloned().unwrap_or_default();
             let start = prefix.len();
+            let logprobs = top.map(|_| {
+                let generated = completion_logprobs(&c.logprobs, start);
+                if scoring {
+                    let mut all = prompt_logprobs(firsts[index / n].clone(), &c.prompt_logprobs);
+                    all.append(generated);
+                    all
+                } else {
+                    generated
+                }
+            });
             CompletionChoice {
                 index,
                 text: prefix + &c.text,
-                logprobs: top.map(|_| completion_logprobs(&c.logprobs, start)),
+                logprobs,
                 finish_reason: c.finish.map(finish_name),
             }
         })
         .collect();
-    Ok(Json(head.body(choices, Some(Some(usage)))).into_response())
+    let resp = Json(head.body(choices, Some(Some(usage)))).into_response();
+    Ok(Submitted::with_seeds(&seeds, resp))
 }
 
 /// How a completion is streamed.
@@ -167,6 +240,8 @@ struct Streamed {
     include_usage: bool,
     /// The decoded prompt of each prompt, with `echo`.
     echo: Vec<String>,
+    /// The first token of each prompt.
+    firsts: Vec<String>,
     /// Choices per prompt.
     n: usize,
     logprobs: bool,
@@ -183,9 +258,13 @@ fn stream_completion(
     let Streamed {
         include_usage,
         echo,
+        firsts,
         n,
         logprobs,
     } = how;
+    // With `echo` and `logprobs`, each prompt goes out with its log-probabilities when the
+    // engine has scored it; with `echo` alone, at once.
+    let scoring = logprobs && !echo.is_empty();
     let no_usage = include_usage.then_some(None);
     sse::stream(move |tx| async move {
         let choice = |index: usize, text: String, lp, finish| CompletionChoice {
@@ -195,10 +274,12 @@ fn stream_completion(
             finish_reason: finish,
         };
         let choices = sub.receivers.len();
-        for (i, e) in (0..choices).filter_map(|i| echo.get(i / n).map(|e| (i, e))) {
-            let c = choice(i, e.clone(), None, None);
-            if !tx.json(&head.body(vec![c], no_usage)).await {
-                return;
+        if !scoring {
+            for (i, e) in (0..choices).filter_map(|i| echo.get(i / n).map(|e| (i, e))) {
+                let c = choice(i, e.clone(), None, None);
+                if !tx.json(&head.body(vec![c], no_usage)).await {
+                    return;
+                }
             }
         }
         let mut usage = Usage {
@@ -212,6 +293,12 @@ fn stream_completion(
         let mut events = sse::merged(sub.receivers);
         while let Some((i, ev)) = tx.next_event(&mut events).await {
             let sent = match ev {
+                Event::Prompt { logprobs: lps } => {
+                    let lp = prompt_logprobs(firsts[i / n].clone(), &lps);
+                    let text = echo.get(i / n).cloned().unwrap_or_default();
+                    tx.json(&head.body(vec![choice(i, text, Some(lp), None)], no_usage))
+                        .await
+                }
                 Event::Delta {
                     text,
                     logprobs: lps,
