@@ -25,6 +25,8 @@ pub struct ChatTemplate {
     pub source: String,
     bos: String,
     eos: String,
+    /// The template's text.
+    text: String,
 }
 
 fn raise_exception(msg: String) -> std::result::Result<Value, minijinja::Error> {
@@ -50,6 +52,7 @@ impl ChatTemplate {
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
+        let text = source.clone();
         env.add_template_owned("chat", source)
             .map_err(|e| Error::Template {
                 path: origin.to_owned(),
@@ -60,6 +63,7 @@ impl ChatTemplate {
             source: origin.to_owned(),
             bos,
             eos,
+            text,
         })
     }
 
@@ -107,6 +111,17 @@ impl ChatTemplate {
         self.source == "built-in"
     }
 
+    /// Whether the template itself renders tools (`tools` in its source), as the templates of
+    /// models trained for tool calling do; others need the tools described in a message.
+    pub fn supports_tools(&self) -> bool {
+        self.text.contains("tools")
+    }
+
+    /// The template's Jinja text (to tell, say, which tool-call format it teaches).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// Renders `messages` (`[{"role", "content"}]`) with the generation prompt.
     pub fn render(
         &self,
@@ -114,6 +129,23 @@ impl ChatTemplate {
     ) -> std::result::Result<String, minijinja::Error> {
         self.env.get_template("chat")?.render(context! {
             messages => messages,
+            add_generation_prompt => true,
+            bos_token => self.bos,
+            eos_token => self.eos,
+        })
+    }
+
+    /// Renders `messages` with `tools` (OpenAI's `[{"type": "function", "function": {...}}]`,
+    /// as `transformers`' `apply_chat_template(tools=...)` passes them) and the generation
+    /// prompt.
+    pub fn render_with_tools(
+        &self,
+        messages: &[serde_json::Value],
+        tools: &[serde_json::Value],
+    ) -> std::result::Result<String, minijinja::Error> {
+        self.env.get_template("chat")?.render(context! {
+            messages => messages,
+            tools => tools,
             add_generation_prompt => true,
             bos_token => self.bos,
             eos_token => self.eos,

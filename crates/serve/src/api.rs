@@ -140,6 +140,81 @@ pub struct Message {
     /// A participant name.
     #[serde(default)]
     pub name: Option<String>,
+    /// An assistant message's calls of functions.
+    #[serde(default)]
+    pub tool_calls: Option<Vec<MessageToolCall>>,
+    /// A `tool` message: the call it answers.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
+}
+
+/// A function call in the history (an earlier assistant message's `tool_calls`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct MessageToolCall {
+    /// The call's id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The function and its arguments.
+    pub function: CalledFunction,
+}
+
+/// The function of a [`MessageToolCall`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct CalledFunction {
+    /// The function's name.
+    pub name: String,
+    /// The arguments as a JSON text.
+    #[serde(default)]
+    pub arguments: String,
+}
+
+/// A tool the model may call (`tools[i]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tool {
+    /// `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The function.
+    pub function: FunctionDef,
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FunctionDef {
+    /// Its name.
+    pub name: String,
+    /// What it does, for the model.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The JSON schema of its arguments.
+    #[serde(default)]
+    pub parameters: Option<serde_json::Value>,
+    /// OpenAI's strict mode (calls always follow the schema here, strict or not).
+    #[serde(default)]
+    pub strict: Option<bool>,
+}
+
+/// `tool_choice`: a mode, or a function to call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ToolChoiceParam {
+    /// `auto`, `none` or `required`.
+    Mode(String),
+    /// `{"type": "function", "function": {"name": ...}}`.
+    Named {
+        /// `function`.
+        #[serde(rename = "type")]
+        kind: String,
+        /// The function.
+        function: NamedFunction,
+    },
+}
+
+/// The function a named `tool_choice` forces.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NamedFunction {
+    /// Its name.
+    pub name: String,
 }
 
 /// `POST /v1/chat/completions`.
@@ -155,6 +230,15 @@ pub struct ChatRequest {
     /// With `logprobs`: how many alternatives per position (0..=20).
     #[serde(default)]
     pub top_logprobs: Option<i64>,
+    /// Functions the model may call.
+    #[serde(default)]
+    pub tools: Option<Vec<Tool>>,
+    /// Whether and which function to call.
+    #[serde(default)]
+    pub tool_choice: Option<ToolChoiceParam>,
+    /// Whether several calls may come in one message (default true).
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
     /// Sampling.
     #[serde(flatten)]
     pub sampling: Sampling,

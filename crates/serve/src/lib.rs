@@ -22,6 +22,7 @@ mod routes;
 pub mod server;
 mod sse;
 pub mod state;
+mod tools;
 
 pub use error::{ApiError, Error, Result};
 pub use server::{router, serve};

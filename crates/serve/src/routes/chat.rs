@@ -9,7 +9,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use duet_model::chat::BUILTIN_STOPS;
-use serde_json::json;
+use duet_model::generate::FinishReason;
 
 use crate::api::{ChatLogprobs, ChatRequest, Usage, finish_name};
 use crate::body::parse;
@@ -18,15 +18,19 @@ use crate::error::ApiError;
 use crate::generate::{Generation, Submitted, collect, constraint_of, submit};
 use crate::middleware::KeyUse;
 use crate::response::{
-    AssistantMessage, ChatChoice, ChatChunk, ChatCompletion, ChunkChoice, Delta,
+    AssistantMessage, ChatChoice, ChatChunk, ChatCompletion, ChunkChoice, Delta, FunctionDelta,
+    ToolCallDelta,
 };
 use crate::sse;
 use crate::state::{AppState, now_secs};
+use crate::tools::{self, CallReader, Piece, ToolPlan};
 
 /// A chat request checked, rendered through the model's template and submitted.
 pub(crate) struct StartedChat {
     /// The choices' jobs.
     pub(crate) sub: Submitted,
+    /// The tools, when the answer may call them.
+    plan: Option<ToolPlan>,
     /// `top_logprobs` when log-probabilities were asked for.
     top: Option<usize>,
     stream: bool,
@@ -59,25 +63,18 @@ pub(crate) fn start(s: &AppState, req: &ChatRequest) -> Result<StartedChat, ApiE
         }
         (false, None) => None,
     };
-    let mut msgs = Vec::with_capacity(req.messages.len());
-    for (i, m) in req.messages.iter().enumerate() {
-        if !["system", "developer", "user", "assistant", "tool"].contains(&m.role.as_str()) {
-            return Err(ApiError::invalid(
-                &format!("messages[{i}].role"),
-                format!(
-                    "unknown role {:?} (system, developer, user, assistant, tool)",
-                    m.role
-                ),
-            ));
-        }
-        let role = if m.role == "developer" {
-            "system"
-        } else {
-            m.role.as_str()
-        };
-        msgs.push(json!({"role": role, "content": m.text()?, "name": m.name}));
-    }
-    let text = g.template.render(&msgs).map_err(|e| {
+    let plan = ToolPlan::of(req)?;
+    let native = g.template.supports_tools();
+    let system = plan
+        .as_ref()
+        .filter(|p| !native && p.calls())
+        .map(ToolPlan::system_prompt);
+    let msgs = tools::template_messages(&req.messages, native, system)?;
+    let rendered = match &plan {
+        Some(p) if native && p.calls() => g.template.render_with_tools(&msgs, &p.template_tools()),
+        _ => g.template.render(&msgs),
+    };
+    let text = rendered.map_err(|e| {
         ApiError::invalid(
             "messages",
             format!("the chat template refused the messages: {e}"),
@@ -96,9 +93,17 @@ pub(crate) fn start(s: &AppState, req: &ChatRequest) -> Result<StartedChat, ApiE
             "`max_tokens` must be at least 1 for chat",
         ));
     }
-    let constraint = match &checked.format {
-        Some(f) => constraint_of(f)?.map(|c| (c, "response_format")),
-        None => None,
+    let plan = plan.filter(ToolPlan::calls);
+    let constraint = match (&plan, &checked.format) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "response_format",
+                "`response_format` cannot be combined with `tools` (the calls follow their schemas)",
+            ));
+        }
+        (Some(p), None) => p.constraint().map(|c| (c, "tools")),
+        (None, Some(f)) => constraint_of(f)?.map(|c| (c, "response_format")),
+        (None, None) => None,
     };
     let sub = submit(
         s,
@@ -115,6 +120,7 @@ pub(crate) fn start(s: &AppState, req: &ChatRequest) -> Result<StartedChat, ApiE
     )?;
     Ok(StartedChat {
         sub,
+        plan,
         top,
         stream: checked.stream,
         include_usage: checked.include_usage,
@@ -130,6 +136,7 @@ pub(crate) async fn chat(
     let req: ChatRequest = parse(body)?;
     let StartedChat {
         sub,
+        plan,
         top,
         stream,
         include_usage,
@@ -142,7 +149,8 @@ pub(crate) async fn chat(
     };
     let seeds = sub.seeds.clone();
     if stream {
-        let resp = stream_chat(s.clone(), key, head, sub, include_usage);
+        let calls = plan.is_some();
+        let resp = stream_chat(s.clone(), key, head, sub, include_usage, calls);
         return Ok(Submitted::with_seeds(&seeds, resp));
     }
     let (choices, usage) = collect(sub).await?;
@@ -150,18 +158,32 @@ pub(crate) async fn chat(
     let choices = choices
         .into_iter()
         .enumerate()
-        .map(|(index, c)| ChatChoice {
-            index,
-            message: AssistantMessage {
-                role: "assistant",
-                content: Some(c.text.trim_start().to_owned()),
-                refusal: None,
-                tool_calls: Vec::new(),
-            },
-            logprobs: top.map(|_| ChatLogprobs {
-                content: c.logprobs,
-            }),
-            finish_reason: c.finish.map(finish_name),
+        .map(|(index, c)| {
+            let calls = plan
+                .as_ref()
+                .and_then(|_| tools::parse_calls(&c.text))
+                .filter(|calls| !calls.is_empty());
+            let finish = match (&calls, c.finish) {
+                (Some(_), Some(FinishReason::Stop)) => Some("tool_calls"),
+                (_, f) => f.map(finish_name),
+            };
+            let (content, tool_calls) = match calls {
+                Some(calls) => (None, calls),
+                None => (Some(c.text.trim_start().to_owned()), Vec::new()),
+            };
+            ChatChoice {
+                index,
+                message: AssistantMessage {
+                    role: "assistant",
+                    content,
+                    refusal: None,
+                    tool_calls,
+                },
+                logprobs: top.map(|_| ChatLogprobs {
+                    content: c.logprobs,
+                }),
+                finish_reason: finish,
+            }
         })
         .collect();
     let resp = Json(ChatCompletion {
@@ -199,13 +221,16 @@ impl Head {
     }
 }
 
-/// Streams a chat completion as server-sent events.
+/// Streams a chat completion as server-sent events. With tools, each choice's text goes
+/// through a [`CallReader`]: text is sent as content once it cannot open a call, and each call
+/// as two `tool_calls` fragments (its id and name, then its arguments) once its block closes.
 fn stream_chat(
     s: Arc<AppState>,
     key: KeyUse,
     head: Head,
     sub: Submitted,
     include_usage: bool,
+    calls: bool,
 ) -> Response {
     let n = sub.receivers.len();
     let no_usage = include_usage.then_some(None);
@@ -229,32 +254,27 @@ fn stream_chat(
             prompt_tokens: sub.prompt_tokens,
             ..Usage::default()
         };
+        let mut readers: Vec<CallReader> = (0..n).map(|_| CallReader::new()).collect();
+        let mut sent_calls = vec![0usize; n];
         let mut started = vec![false; n];
         let mut events = sse::merged(sub.receivers);
         while let Some((index, ev)) = tx.next_event(&mut events).await {
-            let sent = match ev {
+            let reader = &mut readers[index];
+            let (pieces, logprobs, finish) = match ev {
                 Event::Prompt { .. } => continue,
                 Event::Delta { text, logprobs } => {
-                    let text = if started[index] {
-                        text
+                    let pieces = if calls {
+                        reader.push(&text)
                     } else {
-                        text.trim_start().to_owned()
+                        let t = if started[index] {
+                            text
+                        } else {
+                            text.trim_start().to_owned()
+                        };
+                        started[index] |= !t.is_empty();
+                        vec![Piece::Text(t)]
                     };
-                    if text.is_empty() && logprobs.is_empty() {
-                        continue;
-                    }
-                    started[index] = true;
-                    let choice = ChunkChoice {
-                        index,
-                        delta: Delta {
-                            content: Some(text),
-                            ..Delta::default()
-                        },
-                        logprobs: (!logprobs.is_empty())
-                            .then_some(ChatLogprobs { content: logprobs }),
-                        finish_reason: None,
-                    };
-                    tx.json(&head.chunk(vec![choice], no_usage)).await
+                    (pieces, logprobs, None)
                 }
                 Event::Done {
                     finish,
@@ -262,18 +282,85 @@ fn stream_chat(
                     ..
                 } => {
                     usage.add(0, completion_tokens);
-                    let choice = ChunkChoice {
-                        index,
-                        delta: Delta::default(),
-                        logprobs: None,
-                        finish_reason: Some(finish_name(finish)),
-                    };
-                    tx.json(&head.chunk(vec![choice], no_usage)).await
+                    let rest = if calls { reader.finish() } else { Vec::new() };
+                    (rest, Vec::new(), Some(finish))
                 }
-                Event::Failed(m) => tx.json(&ApiError::internal(m).body()).await,
+                Event::Failed(m) => {
+                    if !tx.json(&ApiError::internal(m).body()).await {
+                        return;
+                    }
+                    continue;
+                }
             };
-            if !sent {
-                return;
+            let mut deltas: Vec<Delta> = Vec::new();
+            for p in pieces {
+                match p {
+                    Piece::Text(t) if t.is_empty() => {}
+                    Piece::Text(t) => deltas.push(Delta {
+                        content: Some(t),
+                        ..Delta::default()
+                    }),
+                    Piece::Call(c) => {
+                        let k = sent_calls[index];
+                        sent_calls[index] += 1;
+                        deltas.push(Delta {
+                            tool_calls: vec![ToolCallDelta {
+                                index: k,
+                                id: Some(c.id),
+                                kind: Some("function"),
+                                function: FunctionDelta {
+                                    name: Some(c.function.name),
+                                    arguments: String::new(),
+                                },
+                            }],
+                            ..Delta::default()
+                        });
+                        deltas.push(Delta {
+                            tool_calls: vec![ToolCallDelta {
+                                index: k,
+                                id: None,
+                                kind: None,
+                                function: FunctionDelta {
+                                    name: None,
+                                    arguments: c.function.arguments,
+                                },
+                            }],
+                            ..Delta::default()
+                        });
+                    }
+                }
+            }
+            // Log-probabilities ride on the first chunk of the step (or one of their own).
+            let mut logprobs = (!logprobs.is_empty()).then_some(ChatLogprobs { content: logprobs });
+            if deltas.is_empty() && logprobs.is_some() {
+                deltas.push(Delta::default());
+            }
+            for delta in deltas {
+                let choice = ChunkChoice {
+                    index,
+                    delta,
+                    logprobs: logprobs.take(),
+                    finish_reason: None,
+                };
+                if !tx.json(&head.chunk(vec![choice], no_usage)).await {
+                    return;
+                }
+            }
+            if let Some(f) = finish {
+                let reason = if sent_calls[index] > 0 && f == FinishReason::Stop {
+                    "tool_calls"
+                } else {
+                    finish_name(f)
+                };
+                let choice = ChunkChoice {
+                    index,
+                    delta: Delta::default(),
+                    logprobs: None,
+                    finish_reason: Some(reason),
+                };
+                if !tx.json(&head.chunk(vec![choice], no_usage)).await {
+                    return;
+                }
             }
         }
         s.keys.spend(key.0, usage.total_tokens);
