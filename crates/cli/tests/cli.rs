@@ -793,11 +793,12 @@ fn the_official_openai_client_works_against_duet_serve() -> Result<()> {
             llama.join(f),
         )?;
     }
-    // The end token of the tokenizer trained here (the fixture's id 2 is `"` in it).
+    // The end token of the tokenizer trained here (the fixture's id 2 is `"` in it); room for
+    // the prompt that describes tools.
     let cfg = std::fs::read_to_string(llama.join("config.json"))?
         .replace(
             "\"max_position_embeddings\": 64",
-            "\"max_position_embeddings\": 256",
+            "\"max_position_embeddings\": 1024",
         )
         .replace("\"eos_token_id\": 2", "\"eos_token_id\": 0");
     std::fs::write(llama.join("config.json"), cfg)?;

@@ -4,6 +4,7 @@ Usage: python openai_client.py BASE_URL API_KEY GENERATOR EMBEDDER
 Every check asserts; the script exits non-zero on the first failure.
 """
 
+import asyncio
 import json
 import sys
 import urllib.error
@@ -110,6 +111,78 @@ try:
     raise AssertionError("a broken schema was accepted")
 except openai.BadRequestError as err:
     assert err.status_code == 400 and err.body["param"] == "response_format", err.body
+
+# Sampling without a seed: two draws differ (a fixed default seed would repeat itself).
+kw = dict(model=gen, messages=[{"role": "user", "content": "a dog"}], max_tokens=12, temperature=1.0)
+assert client.chat.completions.create(**kw).choices[0].message.content != \
+    client.chat.completions.create(**kw).choices[0].message.content
+
+# Tool calling: forced calls parse and validate against the function's schema, whole and
+# streamed; the call and its result go back into the conversation.
+weather = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 8},
+           "unit": {"type": "string", "enum": ["c", "f"]}}, "required": ["city", "unit"],
+           "additionalProperties": False}
+tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+          "parameters": weather}}]
+for seed in range(5):
+    r = client.chat.completions.create(
+        model=gen, messages=[{"role": "user", "content": "the cat"}], tools=tools,
+        tool_choice="required", parallel_tool_calls=False, seed=seed, max_tokens=150)
+    assert r.choices[0].finish_reason == "tool_calls", r
+    call = r.choices[0].message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "get_weather", r
+    jsonschema.validate(json.loads(call.function.arguments), weather)
+stream = client.chat.completions.create(
+    model=gen, messages=[{"role": "user", "content": "the cat"}], tools=tools, seed=3,
+    tool_choice={"type": "function", "function": {"name": "get_weather"}}, max_tokens=150,
+    stream=True)
+args, name, finish = "", None, None
+for chunk in stream:
+    for c in chunk.choices:
+        for d in c.delta.tool_calls or []:
+            name = d.function.name or name
+            args += d.function.arguments or ""
+        finish = c.finish_reason or finish
+assert name == "get_weather" and finish == "tool_calls", (name, finish)
+jsonschema.validate(json.loads(args), weather)
+r = client.chat.completions.create(
+    model=gen, max_tokens=4, tools=tools, messages=[
+        {"role": "user", "content": "the cat"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": call.id, "type": "function",
+         "function": {"name": "get_weather", "arguments": call.function.arguments}}]},
+        {"role": "tool", "tool_call_id": call.id, "content": "12 C"}])
+assert r.choices[0].message.role == "assistant", r
+
+# The Responses API: text in, a message out; streamed as named events.
+resp = client.responses.create(model=gen, input="the cat", max_output_tokens=5, temperature=0)
+assert resp.object == "response" and isinstance(resp.output_text, str), resp
+assert resp.usage.output_tokens == 5, resp.usage
+kinds = [e.type for e in client.responses.create(model=gen, input="the cat", max_output_tokens=5,
+                                                 temperature=0, stream=True)]
+assert kinds[0] == "response.created" and kinds[-1] in ("response.completed", "response.incomplete"), kinds
+assert "response.output_text.delta" in kinds, kinds
+resp = client.responses.create(model=gen, input="the cat", max_output_tokens=150, tool_choice="required",
+                               tools=[{"type": "function", "name": "get_weather", "parameters": weather}])
+assert resp.output[0].type == "function_call", resp
+jsonschema.validate(json.loads(resp.output[0].arguments), weather)
+
+# Prompt scoring: echo with logprobs and max_tokens 0 (lm-evaluation-harness's log-likelihood).
+c = client.completions.create(model=gen, prompt="the cat sat", max_tokens=0, echo=True, logprobs=1)
+lps = c.choices[0].logprobs.token_logprobs
+assert c.choices[0].text == "the cat sat" and lps[0] is None and all(x <= 0 for x in lps[1:]), c
+try:
+    client.embeddings.create(model=emb, input=[[100000, 5]])
+    raise AssertionError("a token id outside the vocabulary was accepted")
+except openai.BadRequestError as err:
+    assert err.body["param"] == "input[0]", err.body
+
+# The async client.
+async def chat_async():
+    aclient = openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=60)
+    r = await aclient.chat.completions.create(
+        model=gen, messages=[{"role": "user", "content": "the cat"}], max_tokens=3, temperature=0)
+    return r.choices[0].message.content
+assert isinstance(asyncio.run(chat_async()), str)
 
 # Errors.
 try:

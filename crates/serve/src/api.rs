@@ -276,6 +276,60 @@ pub struct CompletionRequest {
     pub sampling: Sampling,
 }
 
+/// `POST /v1/responses` (stateless: every request carries its whole conversation).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResponsesRequest {
+    /// The model name.
+    pub model: String,
+    /// A user message, or the conversation as items (messages, function calls and their
+    /// outputs).
+    pub input: ResponsesInput,
+    /// A system message put first.
+    #[serde(default)]
+    pub instructions: Option<String>,
+    /// Functions the model may call (`{"type": "function", "name", "description",
+    /// "parameters", "strict"}`).
+    #[serde(default)]
+    pub tools: Option<Vec<serde_json::Value>>,
+    /// `auto`, `none`, `required` or `{"type": "function", "name"}`.
+    #[serde(default)]
+    pub tool_choice: Option<serde_json::Value>,
+    /// Whether several calls may come in one answer.
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
+    /// `{"format": {"type": "text" | "json_object" | "json_schema", ...}}`.
+    #[serde(default)]
+    pub text: Option<serde_json::Value>,
+    /// Most tokens to generate.
+    #[serde(default)]
+    pub max_output_tokens: Option<i64>,
+    /// Softmax temperature.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    /// Stream events.
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// Refused: this server keeps no responses.
+    #[serde(default)]
+    pub previous_response_id: Option<String>,
+    /// Accepted and returned.
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// The `input` of a Responses request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ResponsesInput {
+    /// One user message.
+    Text(String),
+    /// Items.
+    Items(Vec<serde_json::Value>),
+}
+
 /// Inputs of embeddings and classify.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]

@@ -350,3 +350,276 @@ pub struct HealthModel {
     /// Its kind.
     pub kind: &'static str,
 }
+
+/// `POST /v1/responses`: a Responses API response object.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponseObject {
+    /// `resp_…`.
+    pub id: String,
+    /// `response`.
+    pub object: &'static str,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// `in_progress`, `completed` or `incomplete`.
+    pub status: &'static str,
+    /// Always `null` (failures answer with an error instead).
+    pub error: Option<Value>,
+    /// Why the answer is incomplete.
+    pub incomplete_details: Option<IncompleteDetails>,
+    /// The request's instructions.
+    pub instructions: Option<String>,
+    /// The request's token limit.
+    pub max_output_tokens: Option<i64>,
+    /// The model asked for.
+    pub model: String,
+    /// The message, or the function calls.
+    pub output: Vec<OutputItem>,
+    /// Whether several calls were allowed.
+    pub parallel_tool_calls: bool,
+    /// Always `null`: this server keeps no responses.
+    pub previous_response_id: Option<String>,
+    /// The request's temperature.
+    pub temperature: Option<f64>,
+    /// The request's `top_p`.
+    pub top_p: Option<f64>,
+    /// The request's `tool_choice` (`auto` by default).
+    pub tool_choice: Value,
+    /// The request's tools.
+    pub tools: Vec<Value>,
+    /// The request's text format.
+    pub text: Value,
+    /// `disabled`.
+    pub truncation: &'static str,
+    /// Token counts (`null` while in progress).
+    pub usage: Option<ResponseUsage>,
+    /// The request's metadata.
+    pub metadata: Value,
+    /// Always `false`: nothing is stored.
+    pub store: bool,
+}
+
+/// Why a response is incomplete.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncompleteDetails {
+    /// `max_output_tokens`.
+    pub reason: &'static str,
+}
+
+/// An item of a response's output.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OutputItem {
+    /// The assistant's message.
+    Message {
+        /// `msg_…`.
+        id: String,
+        /// `in_progress` or `completed`.
+        status: &'static str,
+        /// `assistant`.
+        role: &'static str,
+        /// Its text.
+        content: Vec<OutputText>,
+    },
+    /// A function call.
+    FunctionCall {
+        /// `fc_…`.
+        id: String,
+        /// The id a `function_call_output` item answers.
+        call_id: String,
+        /// The function.
+        name: String,
+        /// Its arguments as a JSON text.
+        arguments: String,
+        /// `in_progress` or `completed`.
+        status: &'static str,
+    },
+}
+
+/// The text of an output message.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputText {
+    /// `output_text`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The text.
+    pub text: String,
+    /// Always empty.
+    pub annotations: Vec<Value>,
+}
+
+/// Token counts of a Responses answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponseUsage {
+    /// Tokens in the prompt.
+    pub input_tokens: usize,
+    /// `{"cached_tokens": 0}`.
+    pub input_tokens_details: Value,
+    /// Tokens generated.
+    pub output_tokens: usize,
+    /// `{"reasoning_tokens": 0}`.
+    pub output_tokens_details: Value,
+    /// Both.
+    pub total_tokens: usize,
+}
+
+/// A streamed Responses event; `type` is also the SSE event name.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type")]
+pub enum ResponseEvent {
+    /// The response exists.
+    #[serde(rename = "response.created")]
+    Created {
+        /// Its place in the stream.
+        sequence_number: u64,
+        /// The response so far.
+        response: ResponseObject,
+    },
+    /// Generation has begun.
+    #[serde(rename = "response.in_progress")]
+    InProgress {
+        /// Its place in the stream.
+        sequence_number: u64,
+        /// The response so far.
+        response: ResponseObject,
+    },
+    /// An output item begins.
+    #[serde(rename = "response.output_item.added")]
+    ItemAdded {
+        /// Its place in the stream.
+        sequence_number: u64,
+        /// The item's place in the output.
+        output_index: usize,
+        /// The item so far.
+        item: OutputItem,
+    },
+    /// A message's text part begins.
+    #[serde(rename = "response.content_part.added")]
+    PartAdded {
+        /// Its place in the stream.
+        sequence_number: u64,
+        /// The message.
+        item_id: String,
+        /// The message's place in the output.
+        output_index: usize,
+        /// The part's place in the message.
+        content_index: usize,
+        /// The part so far.
+        part: OutputText,
+    },
+    /// New text.
+    #[serde(rename = "response.output_text.delta")]
+    TextDelta {
+        /// Its place in the stream.
+        sequence_number: u64,
+        /// The message.
+        item_id: String,
+        /// The message's place in the output.
+        output_index: usize,
+        /// The part's place in the message.
+        content_index: usize,
+        /// The new text.
+        delta: String,
+        /// Always empty.
+        logprobs: Vec<Value>,
+    },
+    /// The text is whole.
+    #[serde(rename = "response.output_text.done")]
+    TextDone {
+        /// Its place in the stream.
+        sequence_number: u64,
+        /// The message.
+        item_id: String,
+        /// The message's place in the output.
+        output_index: usize,
+        /// The part's place in the message.
+        content_index: usize,
+        /// All of it.
+        text: String,
+        /// Always empty.
+        logprobs: Vec<Value>,
+    },
+    /// A message's text part is whole.
+    #[serde(rename = "response.content_part.done")]
+    PartDone {
+        /// Its place in the stream.
+        sequence_number: u64,
+        /// The message.
+        item_id: String,
+        /// The message's place in the output.
+        output_index: usize,
+        /// The part's place in the message.
+        content_index: usize,
+        /// The part.
+        part: OutputText,
+    },
+    /// More of a call's arguments.
+    #[serde(rename = "response.function_call_arguments.delta")]
+    ArgumentsDelta {
+        /// Its place in the stream.
+        sequence_number: u64,
+        /// The call.
+        item_id: String,
+        /// The call's place in the output.
+        output_index: usize,
+        /// The next piece.
+        delta: String,
+    },
+    /// A call's arguments are whole.
+    #[serde(rename = "response.function_call_arguments.done")]
+    ArgumentsDone {
+        /// Its place in the stream.
+        sequence_number: u64,
+        /// The call.
+        item_id: String,
+        /// The call's place in the output.
+        output_index: usize,
+        /// All of them.
+        arguments: String,
+    },
+    /// An output item is whole.
+    #[serde(rename = "response.output_item.done")]
+    ItemDone {
+        /// Its place in the stream.
+        sequence_number: u64,
+        /// The item's place in the output.
+        output_index: usize,
+        /// The item.
+        item: OutputItem,
+    },
+    /// The response is complete.
+    #[serde(rename = "response.completed")]
+    Completed {
+        /// Its place in the stream.
+        sequence_number: u64,
+        /// The whole response.
+        response: ResponseObject,
+    },
+    /// The response ended early (the token limit).
+    #[serde(rename = "response.incomplete")]
+    Incomplete {
+        /// Its place in the stream.
+        sequence_number: u64,
+        /// The whole response.
+        response: ResponseObject,
+    },
+}
+
+impl ResponseEvent {
+    /// The event's name (its `type`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Created { .. } => "response.created",
+            Self::InProgress { .. } => "response.in_progress",
+            Self::ItemAdded { .. } => "response.output_item.added",
+            Self::PartAdded { .. } => "response.content_part.added",
+            Self::TextDelta { .. } => "response.output_text.delta",
+            Self::TextDone { .. } => "response.output_text.done",
+            Self::PartDone { .. } => "response.content_part.done",
+            Self::ArgumentsDelta { .. } => "response.function_call_arguments.delta",
+            Self::ArgumentsDone { .. } => "response.function_call_arguments.done",
+            Self::ItemDone { .. } => "response.output_item.done",
+            Self::Completed { .. } => "response.completed",
+            Self::Incomplete { .. } => "response.incomplete",
+        }
+    }
+}

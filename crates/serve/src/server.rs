@@ -25,6 +25,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(routes::chat::chat))
         .route("/v1/completions", post(routes::completions::completions))
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
+        .route("/v1/responses", post(routes::responses::responses))
         .route("/v1/classify", post(routes::classify::classify))
         .route("/v1/extract", post(routes::extract::extract))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -31,6 +31,16 @@ impl SseSender {
             .is_ok()
     }
 
+    /// Sends `v` as an event named `name` (`event:` and `data:` lines, as the Responses API
+    /// streams); `false` when the client has gone away.
+    pub(crate) async fn named(&self, name: &str, v: &impl Serialize) -> bool {
+        let data = serde_json::to_string(v).unwrap_or_default();
+        self.0
+            .send(Ok(SseEvent::default().event(name).data(data)))
+            .await
+            .is_ok()
+    }
+
     /// Sends OpenAI's closing `data: [DONE]`.
     pub(crate) async fn done(&self) {
         let _ = self.0.send(Ok(SseEvent::default().data("[DONE]"))).await;

@@ -30,7 +30,7 @@ pub(crate) struct StartedChat {
     /// The choices' jobs.
     pub(crate) sub: Submitted,
     /// The tools, when the answer may call them.
-    plan: Option<ToolPlan>,
+    pub(crate) plan: Option<ToolPlan>,
     /// `top_logprobs` when log-probabilities were asked for.
     top: Option<usize>,
     stream: bool,

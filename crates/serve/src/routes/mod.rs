@@ -9,3 +9,4 @@ pub(crate) mod extract;
 pub(crate) mod health;
 pub(crate) mod metrics;
 pub(crate) mod models;
+pub(crate) mod responses;
