@@ -43,6 +43,11 @@ fn python() -> Result<Option<PathBuf>> {
     if let Ok(p) = std::env::var("DUET_TEST_PYTHON") {
         return Ok(Some(p.into()));
     }
+    // The tests run in parallel; one makes the venv while the others wait.
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MAKING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if Command::new("python3").arg("--version").output().is_err() {
         return Ok(None);
     }
