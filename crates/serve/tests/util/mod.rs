@@ -37,7 +37,7 @@ fn tokenizer(dir: &Path, kind: duet_tokenizer::Kind) -> Result<()> {
 }
 
 /// A decoder (the tiny Llama, 1024 positions), an embedder and a TF-IDF classifier.
-fn models(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+pub fn models(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let llama = dir.join("llama");
     std::fs::create_dir_all(&llama)?;
     for f in ["config.json", "model.safetensors", "generation_config.json"] {
