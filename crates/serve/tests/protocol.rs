@@ -1,6 +1,7 @@
 //! OpenAI protocol details that clients rely on, each a regression test of a defect seen with
 //! real clients: fresh seeds when none is given (and the seed that reproduces a choice), token
-//! ids outside the vocabulary refused, and prompt scoring with `echo`.
+//! ids outside the vocabulary refused, prompt scoring with `echo`, and served embeddings that
+//! are the sentence embedder's own.
 
 mod util;
 
@@ -200,5 +201,34 @@ async fn echo_with_logprobs_scores_the_prompt_and_max_tokens_zero_only_scores() 
     )
     .await?;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_embeddings_are_the_sentence_embedders() -> Result<()> {
+    let s = server(vec![], EngineConfig::default())?;
+    let texts = ["the cat sat on the mat", "a dog", "the end of the story"];
+    let (st, v) = post(
+        &s.app,
+        "/v1/embeddings",
+        json!({"model": "bert", "input": texts}),
+    )
+    .await?;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let local = duet_model::embed::SentenceEmbedder::load(
+        &s.dir().join("bert"),
+        &candle_core::Device::Cpu,
+    )?;
+    let want = local.embed(&texts, 32)?;
+    for (i, w) in want.iter().enumerate() {
+        let got: Vec<f32> = serde_json::from_value(v["data"][i]["embedding"].clone())?;
+        assert_eq!(got.len(), w.len());
+        let worst = got
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-6, "input {i}: {worst}");
+    }
     Ok(())
 }
