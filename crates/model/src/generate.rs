@@ -270,6 +270,19 @@ impl Sequence {
         params: &SamplingParams,
         adjust: Option<&mut LogitsHook<'_>>,
     ) -> Result<(Self, Option<String>)> {
+        Self::start_cached(model, tok, prompt, params, model.new_cache(), adjust)
+    }
+
+    /// [`Sequence::start_with`] on a cache that already holds the first `cache.len()` tokens
+    /// of `prompt` (a shared prefix): only the rest of the prompt is run.
+    pub fn start_cached(
+        model: &Lm,
+        tok: &Tokenizer,
+        prompt: &[u32],
+        params: &SamplingParams,
+        cache: LmCache,
+        adjust: Option<&mut LogitsHook<'_>>,
+    ) -> Result<(Self, Option<String>)> {
         if prompt.is_empty() {
             return Err(Error::Invalid("the prompt is empty".into()));
         }
@@ -280,8 +293,15 @@ impl Sequence {
                 model.context()
             )));
         }
-        let mut cache = model.new_cache();
-        let logits = model.prefill(prompt, &mut cache)?;
+        if cache.len() >= prompt.len() {
+            return Err(Error::Invalid(format!(
+                "a cache of {} positions for a prompt of {} tokens",
+                cache.len(),
+                prompt.len()
+            )));
+        }
+        let mut cache = cache;
+        let logits = model.prefill(&prompt[cache.len()..], &mut cache)?;
         let mut seq = Self {
             cache,
             sampler: Sampler::new(params, prompt),
@@ -311,6 +331,11 @@ impl Sequence {
     /// Tokens generated so far (a stop token is not counted).
     pub fn generated(&self) -> usize {
         self.tokens.len()
+    }
+
+    /// The tokens generated so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
     }
 
     /// Samples from `logits` (vocab,), updates text and stop state; returns text safe to emit.

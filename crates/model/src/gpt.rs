@@ -370,6 +370,32 @@ impl Cache {
         self.layers.iter_mut().for_each(|l| *l = None);
         self.seq_len = 0;
     }
+
+    /// Forgets every position from `len` on (a shorter prefix stays usable).
+    pub fn truncate(&mut self, len: usize) -> candle_core::Result<()> {
+        if len >= self.seq_len {
+            return Ok(());
+        }
+        if len == 0 {
+            self.clear();
+            return Ok(());
+        }
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.narrow(1, 0, len)?;
+            *v = v.narrow(1, 0, len)?;
+        }
+        self.seq_len = len;
+        Ok(())
+    }
+
+    /// Bytes of keys and values held.
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
+            .sum()
+    }
 }
 
 /// Precomputed rotary angles.

@@ -49,6 +49,24 @@ impl LmCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Forgets every position from `len` on, so that the cache holds the first `len`
+    /// positions of its sequence (to continue a shared prefix differently).
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        match self {
+            Self::Candle(c) => c.truncate(len)?,
+            Self::Gguf(c) => c.truncate(len),
+        }
+        Ok(())
+    }
+
+    /// Bytes of keys and values it holds.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::Candle(c) => c.bytes(),
+            Self::Gguf(c) => c.bytes(),
+        }
+    }
 }
 
 /// Everything a GGUF file brings besides its weights.

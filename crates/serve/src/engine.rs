@@ -4,6 +4,7 @@
 //! batch. A sequence whose client has gone away is dropped before the next step, so its slot
 //! is free within one decode step.
 
+use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +19,7 @@ use tokenizers::Tokenizer;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::metrics::Metrics;
+use crate::prefix::PrefixCache;
 use duet_model::constrain as grammar;
 
 /// Limits of one engine.
@@ -30,6 +32,8 @@ pub struct EngineConfig {
     /// Prompt tokens prefilled between two decode steps at most (at least one prompt), so
     /// that a wave of new requests delays running streams by a bounded amount.
     pub prefill_budget: usize,
+    /// Bytes of keys and values the prefix cache keeps at most (0: no prefix cache).
+    pub prefix_cache_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -38,6 +42,7 @@ impl Default for EngineConfig {
             max_batch: 64,
             queue: 256,
             prefill_budget: 128,
+            prefix_cache_bytes: 256 << 20,
         }
     }
 }
@@ -168,6 +173,7 @@ impl Engine {
             tokenizer,
             max_batch: config.max_batch.max(1),
             prefill_budget: config.prefill_budget,
+            prefix: RefCell::new(PrefixCache::new(config.prefix_cache_bytes)),
             rx,
             queued: queued.clone(),
             active: active.clone(),
@@ -212,6 +218,7 @@ struct Worker {
     tokenizer: Arc<Tokenizer>,
     max_batch: usize,
     prefill_budget: usize,
+    prefix: RefCell<PrefixCache>,
     rx: Receiver<Job>,
     queued: Arc<AtomicUsize>,
     active: Arc<AtomicUsize>,
@@ -309,6 +316,8 @@ impl Worker {
             return;
         }
         let mut job = job;
+        let cached = self.prefix.borrow_mut().lookup(&job.prompt);
+        let reused = cached.as_ref().map_or(0, LmCache::len);
         let prefill = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let Job {
                 prompt,
@@ -316,19 +325,33 @@ impl Worker {
                 grammar,
                 ..
             } = &mut job;
+            let cache = cached.unwrap_or_else(|| self.model.new_cache());
             match grammar {
-                Some(m) => Sequence::start_with(
+                Some(m) => Sequence::start_cached(
                     &self.model,
                     &self.tokenizer,
                     prompt,
                     params,
+                    cache,
                     Some(&mut |l: &mut [f32]| grammar::mask(m, l)),
                 ),
-                None => Sequence::start(&self.model, &self.tokenizer, prompt, params),
+                None => Sequence::start_cached(
+                    &self.model,
+                    &self.tokenizer,
+                    prompt,
+                    params,
+                    cache,
+                    None,
+                ),
             }
         }));
         match prefill {
             Ok(Ok((seq, text))) => {
+                if reused > 0 {
+                    self.metrics.prefix_hits.inc();
+                    self.metrics.prefix_tokens.inc_by(reused as u64);
+                }
+                self.prefix.borrow_mut().insert(&job.prompt, &seq.cache);
                 self.metrics.ttft.observe(started.elapsed().as_secs_f64());
                 let mut slot = Slot {
                     seq,
@@ -434,6 +457,10 @@ impl Worker {
             }
         }
         if let Some(finish) = slot.seq.finish {
+            // The whole conversation so far, for its next turn.
+            let mut tokens = slot.job.prompt.clone();
+            tokens.extend_from_slice(slot.seq.tokens());
+            self.prefix.borrow_mut().insert(&tokens, &slot.seq.cache);
             self.metrics
                 .tokens_out
                 .get_or_create(&crate::metrics::ModelLabel::new(&self.name))

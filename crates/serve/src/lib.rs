@@ -17,6 +17,7 @@ pub mod error;
 mod generate;
 pub mod metrics;
 mod middleware;
+pub mod prefix;
 pub mod response;
 mod routes;
 pub mod server;

@@ -57,6 +57,10 @@ pub struct Metrics {
     pub timeouts: Counter,
     /// Batched decode steps run.
     pub decode_steps: Counter,
+    /// Prompts that began with a cached prefix.
+    pub prefix_hits: Counter,
+    /// Prompt tokens not run again because their prefix was cached.
+    pub prefix_tokens: Counter,
 }
 
 impl Default for Metrics {
@@ -79,6 +83,8 @@ impl Metrics {
         let cancelled = Counter::default();
         let timeouts = Counter::default();
         let decode_steps = Counter::default();
+        let prefix_hits = Counter::default();
+        let prefix_tokens = Counter::default();
         registry.register(
             "requests",
             "HTTP requests by route and status",
@@ -125,6 +131,16 @@ impl Metrics {
             "Batched decode steps run",
             decode_steps.clone(),
         );
+        registry.register(
+            "prefix_cache_hits",
+            "Prompts that began with a cached prefix",
+            prefix_hits.clone(),
+        );
+        registry.register(
+            "prefix_cache_tokens",
+            "Prompt tokens taken from the prefix cache instead of run",
+            prefix_tokens.clone(),
+        );
         Self {
             registry,
             requests,
@@ -137,6 +153,8 @@ impl Metrics {
             cancelled,
             timeouts,
             decode_steps,
+            prefix_hits,
+            prefix_tokens,
         }
     }
 

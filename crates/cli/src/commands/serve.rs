@@ -38,6 +38,11 @@ pub struct ServeArgs {
     /// requests causes running streams; at least one prompt is always admitted).
     #[arg(long, default_value_t = 128)]
     pub prefill_budget: usize,
+    /// Megabytes of keys and values each generator keeps for prompt prefixes it has run (a
+    /// shared system prompt, the earlier turns of a conversation) so that later requests skip
+    /// them; 0 turns the prefix cache off.
+    #[arg(long, default_value_t = 256)]
+    pub prefix_cache_mb: usize,
     /// Largest `max_tokens` a request may ask for.
     #[arg(long, default_value_t = 4096)]
     pub max_tokens: usize,
@@ -79,6 +84,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
             max_batch: a.max_batch,
             queue: a.queue,
             prefill_budget: a.prefill_budget,
+            prefix_cache_bytes: a.prefix_cache_mb << 20,
         },
         request_timeout: Duration::from_secs(a.timeout),
         api_keys: a.api_key.clone(),
