@@ -5,6 +5,7 @@
 //! is free within one decode step.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,8 +30,9 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// Requests waiting for a slot at most; more are refused (HTTP 429).
     pub queue: usize,
-    /// Prompt tokens prefilled between two decode steps at most (at least one prompt), so
-    /// that a wave of new requests delays running streams by a bounded amount.
+    /// Prompt tokens run between two decode steps at most while sequences decode (a longer
+    /// prompt is run in chunks of this size over several steps), so that new requests delay
+    /// running streams by a bounded amount.
     pub prefill_budget: usize,
     /// Bytes of keys and values the prefix cache keeps at most (0: no prefix cache).
     pub prefix_cache_bytes: usize,
@@ -145,6 +147,15 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// A job whose prompt is being run (over several steps when it is long).
+struct Prefilling {
+    job: Job,
+    /// The positions of the prompt run so far (a cached prefix, then chunks).
+    cache: LmCache,
+    /// When the job was taken (time to first token counts from here).
+    started: Instant,
+}
+
 /// A sequence being decoded, with its client's channel.
 struct Slot {
     seq: Sequence,
@@ -228,35 +239,30 @@ struct Worker {
 impl Worker {
     fn run(self) {
         let mut slots: Vec<Slot> = Vec::new();
+        let mut pending: VecDeque<Prefilling> = VecDeque::new();
         let mut open = true;
         loop {
-            let mut budget = self.prefill_budget;
-            if slots.is_empty() {
+            if slots.is_empty() && pending.is_empty() {
                 if !open {
                     break;
                 }
                 match self.rx.recv() {
-                    Ok(job) => {
-                        budget = budget.saturating_sub(job.prompt.len());
-                        self.admit(job, &mut slots);
-                    }
+                    Ok(job) => self.admit(job, &mut pending),
                     Err(_) => break,
                 }
             }
-            while open && slots.len() < self.max_batch && (budget > 0 || slots.is_empty()) {
+            while open && slots.len() + pending.len() < self.max_batch {
                 match self.rx.try_recv() {
-                    Ok(job) => {
-                        budget = budget.saturating_sub(job.prompt.len());
-                        self.admit(job, &mut slots);
-                    }
+                    Ok(job) => self.admit(job, &mut pending),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => open = false,
                 }
             }
+            self.prefill(&mut pending, &mut slots);
             self.drop_gone(&mut slots);
             self.active.store(slots.len(), Ordering::SeqCst);
             self.metrics
-                .set_load(&self.name, self.queued(), slots.len());
+                .set_load(&self.name, self.queued() + pending.len(), slots.len());
             if !slots.is_empty() {
                 self.step(&mut slots);
             }
@@ -264,6 +270,46 @@ impl Worker {
         }
         self.active.store(0, Ordering::SeqCst);
         tracing::info!(model = %self.name, "engine stopped");
+    }
+
+    /// Runs waiting prompts: while sequences decode, at most `prefill_budget` prompt tokens
+    /// per step, a long prompt in chunks over several steps (so it does not stall the streams
+    /// running); when none decode, at least the first prompt whole.
+    fn prefill(&self, pending: &mut VecDeque<Prefilling>, slots: &mut Vec<Slot>) {
+        let mut budget = self.prefill_budget.max(1);
+        while let Some(p) = pending.front_mut() {
+            if p.job.events.is_closed() {
+                self.metrics.cancelled.inc();
+                pending.pop_front();
+                continue;
+            }
+            let left = p.job.prompt.len() - p.cache.len();
+            if left > budget && !slots.is_empty() {
+                // A chunk, leaving the prompt's last token for the step that samples.
+                let n = budget.min(left - 1);
+                let from = p.cache.len();
+                let chunk = &p.job.prompt[from..from + n];
+                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    self.model.prefill(chunk, &mut p.cache)
+                }));
+                self.metrics.prefill_chunks.inc();
+                if !matches!(ran, Ok(Ok(_))) {
+                    let why = match ran {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "internal error in the engine".to_owned(),
+                    };
+                    let _ = p.job.events.send(Event::Failed(why));
+                    pending.pop_front();
+                }
+                return;
+            }
+            let Some(p) = pending.pop_front() else { break };
+            budget = budget.saturating_sub(left);
+            self.start(p, slots);
+            if budget == 0 && !slots.is_empty() {
+                return;
+            }
+        }
     }
 
     fn queued(&self) -> usize {
@@ -289,8 +335,9 @@ impl Worker {
         });
     }
 
-    /// Prefills a new job and, unless it is already over, gives it a slot.
-    fn admit(&self, job: Job, slots: &mut Vec<Slot>) {
+    /// Takes a new job: answers at once what needs no decoding (scoring only), else queues
+    /// its prompt to be run, from the longest cached prefix.
+    fn admit(&self, job: Job, pending: &mut VecDeque<Prefilling>) {
         self.queued.fetch_sub(1, Ordering::SeqCst);
         if job.events.is_closed() {
             self.metrics.cancelled.inc();
@@ -315,9 +362,27 @@ impl Worker {
             });
             return;
         }
-        let mut job = job;
         let cached = self.prefix.borrow_mut().lookup(&job.prompt);
         let reused = cached.as_ref().map_or(0, LmCache::len);
+        if reused > 0 {
+            self.metrics.prefix_hits.inc();
+            self.metrics.prefix_tokens.inc_by(reused as u64);
+        }
+        pending.push_back(Prefilling {
+            cache: cached.unwrap_or_else(|| self.model.new_cache()),
+            job,
+            started,
+        });
+    }
+
+    /// Runs the rest of a prompt, samples the first token and, unless the sequence is
+    /// already over, gives it a slot.
+    fn start(&self, p: Prefilling, slots: &mut Vec<Slot>) {
+        let Prefilling {
+            mut job,
+            cache,
+            started,
+        } = p;
         let prefill = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let Job {
                 prompt,
@@ -325,7 +390,6 @@ impl Worker {
                 grammar,
                 ..
             } = &mut job;
-            let cache = cached.unwrap_or_else(|| self.model.new_cache());
             match grammar {
                 Some(m) => Sequence::start_cached(
                     &self.model,
@@ -347,10 +411,6 @@ impl Worker {
         }));
         match prefill {
             Ok(Ok((seq, text))) => {
-                if reused > 0 {
-                    self.metrics.prefix_hits.inc();
-                    self.metrics.prefix_tokens.inc_by(reused as u64);
-                }
                 self.prefix.borrow_mut().insert(&job.prompt, &seq.cache);
                 self.metrics.ttft.observe(started.elapsed().as_secs_f64());
                 let mut slot = Slot {

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub timeouts: Counter,
     /// Batched decode steps run.
     pub decode_steps: Counter,
+    /// Chunks of long prompts run between decode steps.
+    pub prefill_chunks: Counter,
     /// Prompts that began with a cached prefix.
     pub prefix_hits: Counter,
     /// Prompt tokens not run again because their prefix was cached.
@@ -83,6 +85,7 @@ impl Metrics {
         let cancelled = Counter::default();
         let timeouts = Counter::default();
         let decode_steps = Counter::default();
+        let prefill_chunks = Counter::default();
         let prefix_hits = Counter::default();
         let prefix_tokens = Counter::default();
         registry.register(
@@ -132,6 +135,11 @@ impl Metrics {
             decode_steps.clone(),
         );
         registry.register(
+            "prefill_chunks",
+            "Chunks of long prompts run between decode steps",
+            prefill_chunks.clone(),
+        );
+        registry.register(
             "prefix_cache_hits",
             "Prompts that began with a cached prefix",
             prefix_hits.clone(),
@@ -153,6 +161,7 @@ impl Metrics {
             cancelled,
             timeouts,
             decode_steps,
+            prefill_chunks,
             prefix_hits,
             prefix_tokens,
         }

@@ -146,3 +146,49 @@ async fn a_request_joining_a_running_batch_gets_what_it_gets_alone() -> Result<(
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_prompt_runs_in_chunks_beside_a_stream_and_answers_as_whole() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let models = util::models(dir.path())?;
+    let llama = &models
+        .iter()
+        .find(|(n, _)| n == "llama")
+        .ok_or_else(|| anyhow!("no llama fixture"))?
+        .1;
+    let loaded = duet_model::lm::LoadedLm::load(llama, &candle_core::Device::Cpu)?;
+    let metrics = Arc::new(Metrics::new());
+    let chunked = Engine::start(
+        "llama",
+        loaded.lm.clone(),
+        Arc::new(loaded.tokenizer.clone()),
+        EngineConfig {
+            prefill_budget: 32,
+            prefix_cache_bytes: 0,
+            ..EngineConfig::default()
+        },
+        metrics.clone(),
+    )?;
+    let whole = engine(dir.path())?;
+    let long_prompt: Vec<u32> = (0..600).map(|i| (i * 7 % 250) as u32 + 3).collect();
+    let (stream, n) = ([9u32, 8, 7, 31], 400);
+    let want_long = alone(&whole, &long_prompt, 8).await?;
+    let want_stream = alone(&whole, &stream, n).await?;
+    // A stream runs; the long prompt arrives and is run 32 tokens per step beside it.
+    let mut a = submit(&chunked, &stream, n)?;
+    let mut a_out = Output::default();
+    assert!(!read(&mut a, &mut a_out, 2).await?);
+    let mut b = submit(&chunked, &long_prompt, 8)?;
+    let mut b_out = Output::default();
+    read(&mut b, &mut b_out, usize::MAX).await?;
+    assert!(
+        !ended(&mut a, &mut a_out),
+        "the stream ended before the long prompt was run"
+    );
+    read(&mut a, &mut a_out, usize::MAX).await?;
+    assert_same(&b_out, &want_long, "the chunked prompt");
+    assert_same(&a_out, &want_stream, "the stream beside it");
+    let chunks = metrics.prefill_chunks.get();
+    assert!(chunks >= 600 / 32 - 1, "{chunks} chunks");
+    Ok(())
+}

@@ -34,8 +34,9 @@ pub struct ServeArgs {
     /// Requests waiting per generator before the server answers 429.
     #[arg(long, default_value_t = 256)]
     pub queue: usize,
-    /// Prompt tokens prefilled between two decode steps (bounds the stall a wave of new
-    /// requests causes running streams; at least one prompt is always admitted).
+    /// Prompt tokens run between two decode steps while others decode (a longer prompt runs in
+    /// chunks of this size over several steps, which bounds the stall new requests cause
+    /// running streams).
     #[arg(long, default_value_t = 128)]
     pub prefill_budget: usize,
     /// Megabytes of keys and values each generator keeps for prompt prefixes it has run (a
