@@ -1450,13 +1450,13 @@ fn node_with_playwright() -> Result<std::path::PathBuf> {
 }
 
 /// Runs the playwright script `tests/NAME` in headless Chromium (Debian's chromium, which
-/// `.ci/run` installs) against the server at `addr`; its standard output, or an error with both
+/// `scripts/test.sh` installs) against the server at `addr`; its standard output, or an error with both
 /// streams when it fails.
 fn browser_script(name: &str, addr: &str) -> Result<String> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     anyhow::ensure!(
         Path::new(&chromium).is_file(),
-        "{chromium} is missing: install Debian's chromium (.ci/run does)"
+        "{chromium} is missing: install Debian's chromium (scripts/test.sh does)"
     );
     let node_dir = node_with_playwright()?;
     let local = node_dir.join(name);
@@ -1495,7 +1495,7 @@ fn the_web_chat_works_in_headless_chromium() -> Result<()> {
     Ok(())
 }
 
-/// A throwaway PostgreSQL server (Debian's postgresql package, which `.ci/run` installs) in a
+/// A throwaway PostgreSQL server (Debian's postgresql package, which `scripts/test.sh` installs) in a
 /// temporary folder, stopped when dropped; run as the `postgres` user when the test is root.
 struct Postgres {
     bin: std::path::PathBuf,
@@ -1522,7 +1522,9 @@ impl Postgres {
 
     fn start() -> Result<Self> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .map_err(|e| anyhow::anyhow!("PostgreSQL is not installed (.ci/run installs it): {e}"))?
+            .map_err(|e| {
+                anyhow::anyhow!("PostgreSQL is not installed (scripts/test.sh installs it): {e}")
+            })?
             .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
             .filter(|b| b.join("initdb").is_file())
             .max()
