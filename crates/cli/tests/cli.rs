@@ -482,38 +482,72 @@ fn token_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The lines of a run's `metrics.jsonl` without their timing figures (`*_per_sec`), which no
+/// two runs share.
+fn metrics_without_timings(run: &Path) -> Result<Vec<serde_json::Value>> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))?
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l)?;
+            if let Some(o) = v.as_object_mut() {
+                o.retain(|k, _| !k.ends_with("_per_sec"));
+            }
+            Ok(v)
+        })
+        .collect()
+}
+
+/// Catches: `--resume` starting again from step 0, or from the checkpoint's weights without its
+/// optimizer, data or dropout state: the resumed run must log the steps after the checkpoint's
+/// and end with exactly the metrics of an uninterrupted run with the same seed.
 #[test]
 fn a_training_run_killed_with_sigkill_resumes_from_its_last_checkpoint() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     token_dir(&tmp.path().join("tok"))?;
-    let args = [
-        "train",
-        "lm",
-        "--tokens",
-        "tok",
-        "--out",
-        "run",
-        "--max-steps",
-        "3000",
-        "--set",
-        "model.n_layer=2",
-        "--set",
-        "model.n_embd=32",
-        "--set",
-        "model.n_head=2",
-        "--set",
-        "model.block_size=16",
-        "--set",
-        "train.batch_size=4",
-        "--set",
-        "train.checkpoint_every=10",
-        "--set",
-        "train.eval_every=0",
-        "--set",
-        "train.keep_checkpoints=3",
-    ];
+    const STEPS: u64 = 300;
+    let max_steps = STEPS.to_string();
+    let args = |out: &'static str| -> Vec<&str> {
+        vec![
+            "train",
+            "lm",
+            "--tokens",
+            "tok",
+            "--out",
+            out,
+            "--max-steps",
+            &max_steps,
+            "--set",
+            "model.n_layer=2",
+            "--set",
+            "model.n_embd=32",
+            "--set",
+            "model.n_head=2",
+            "--set",
+            "model.block_size=16",
+            "--set",
+            "model.dropout=0.1",
+            "--set",
+            "train.batch_size=4",
+            "--set",
+            "train.checkpoint_every=10",
+            "--set",
+            "train.log_every=10",
+            "--set",
+            "train.eval_every=0",
+            "--set",
+            "train.keep_checkpoints=3",
+        ]
+    };
+    // The same run, uninterrupted.
+    let out = duet(&args("straight"), tmp.path())?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let straight = metrics_without_timings(&tmp.path().join("straight"))?;
+    let steps: Vec<u64> = straight.iter().filter_map(|m| m["step"].as_u64()).collect();
+    assert_eq!(steps.first(), Some(&10));
+    assert_eq!(steps.last(), Some(&STEPS));
+
     let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
-        .args(args)
+        .args(args("run"))
         .current_dir(tmp.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -528,55 +562,65 @@ fn a_training_run_killed_with_sigkill_resumes_from_its_last_checkpoint() -> Resu
         }
         std::thread::sleep(std::time::Duration::from_millis(3));
     }
+    let exited_early = child.try_wait()?;
     child.kill()?;
     child.wait()?;
-    let state: serde_json::Value = {
-        let mut last = None;
-        for e in std::fs::read_dir(&ck)? {
-            let p = e?.path();
-            if p.join("trainer_state.json").is_file()
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
-            {
-                last = Some(serde_json::from_slice(&std::fs::read(
-                    p.join("trainer_state.json"),
-                )?)?);
-            }
+    assert!(
+        exited_early.is_none() && !tmp.path().join("run/final").exists(),
+        "the run ended ({exited_early:?}) before it was killed"
+    );
+    let mut step = 0;
+    for e in std::fs::read_dir(&ck)? {
+        let p = e?.path();
+        if p.join("trainer_state.json").is_file()
+            && p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+        {
+            let state: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(p.join("trainer_state.json"))?)?;
+            step = step.max(state["step"].as_u64().unwrap_or(0));
         }
-        last.ok_or_else(|| anyhow::anyhow!("no whole checkpoint left"))?
-    };
-    let step = state["step"].as_u64().unwrap_or(0);
-    assert!(step >= 10, "{state}");
-    let mut resume: Vec<&str> = args.to_vec();
-    resume.push("--resume");
-    // Resume and stop soon after: a smaller max_steps would change the config, so interrupt
-    // by killing again after it has written one more checkpoint.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
-        .args(&resume)
-        .current_dir(tmp.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    let target = format!("step-{:07}", step + 10);
-    while std::time::Instant::now() < deadline
-        && child.try_wait()?.is_none()
-        && !ck.join(&target).join("trainer_state.json").is_file()
-    {
-        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let finished_early = child.try_wait()?.is_some();
-    child.kill()?;
-    let out = child.wait_with_output()?;
     assert!(
-        !finished_early || out.status.success(),
-        "{}",
-        text(&out.stderr)
+        (10..STEPS).contains(&step),
+        "no whole checkpoint left before step {STEPS}: {step}"
     );
+    let before = metrics_without_timings(&tmp.path().join("run"))?;
+
+    let mut resume = args("run");
+    resume.push("--resume");
+    let out = duet(&resume, tmp.path())?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let resumed = metrics_without_timings(&tmp.path().join("run"))?;
+    // 1) The lines up to the checkpoint are kept as the killed run wrote them; the resumed run
+    // logs the steps after the checkpoint's, each once, up to the last.
+    let kept = before
+        .iter()
+        .take_while(|m| m["step"].as_u64().is_some_and(|s| s <= step))
+        .count();
     assert!(
-        ck.join(&target).join("trainer_state.json").is_file(),
-        "the resumed run did not get past step {step}: {}",
-        text(&out.stderr)
+        kept >= 1 && resumed[..kept] == before[..kept],
+        "{resumed:?}"
     );
+    let after: Vec<u64> = resumed[kept..]
+        .iter()
+        .filter_map(|m| m["step"].as_u64())
+        .collect();
+    let expected: Vec<u64> = (step / 10 + 1..=STEPS / 10).map(|i| i * 10).collect();
+    let mut after_steps = after.clone();
+    after_steps.dedup(); // the last step has a training and an evaluation line
+    assert_eq!(
+        after_steps, expected,
+        "steps logged after resuming from step {step}"
+    );
+    // 2) Training is deterministic given the seed (data order, initialisation, dropout masks;
+    // CPU kernels that split work the same way every run), so every line, the final
+    // evaluation included, equals the uninterrupted run's.
+    assert_eq!(resumed.len(), straight.len());
+    for (a, b) in resumed.iter().zip(&straight) {
+        assert_eq!(a, b, "resumed from step {step} against uninterrupted");
+    }
+    println!("killed after the checkpoint of step {step}; resumed to step {STEPS}");
     Ok(())
 }
 
