@@ -229,34 +229,53 @@ fn an_interrupted_build_leaves_no_shard_that_looks_finished() -> Result<()> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()?;
-    // Kill it while shards are being written: wait for the first finished shard.
+    // Kill it while shards are being written: as soon as the first shard has its final name
+    // (the next one is then being written), within a bounded wait.
     let train = tmp.path().join("c/train");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let finished = std::fs::read_dir(&train)
+    let finished_shards = || -> Vec<String> {
+        std::fs::read_dir(&train)
             .map(|d| {
                 d.filter_map(|e| e.ok())
-                    .any(|e| e.file_name().to_string_lossy().starts_with("shard-"))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("shard-"))
+                    .collect()
             })
-            .unwrap_or(false);
-        if finished || std::time::Instant::now() > deadline || child.try_wait()?.is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while finished_shards().is_empty()
+        && std::time::Instant::now() < deadline
+        && child.try_wait()?.is_none()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
+    let exited_early = child.try_wait()?;
     child.kill()?;
     child.wait()?;
     assert!(
-        !tmp.path().join("c/manifest.json").exists(),
-        "the run finished before it was killed"
+        exited_early.is_none() && !tmp.path().join("c/manifest.json").exists(),
+        "the run ended ({exited_early:?}) before it was killed"
+    );
+    // Without a finished shard there would be nothing to check.
+    let finished = finished_shards();
+    assert!(
+        !finished.is_empty(),
+        "no shard was finished within two minutes"
     );
     for entry in std::fs::read_dir(&train)? {
         let name = entry?.file_name().to_string_lossy().into_owned();
         if name.starts_with("shard-") {
-            // A shard under its final name decodes completely.
+            // A shard under its final name decodes completely: 2,000 whole documents.
             let bytes = std::fs::read(train.join(&name))?;
-            let text = zstd::decode_all(&bytes[..])?;
+            let text = zstd::decode_all(&bytes[..])
+                .map_err(|e| anyhow::anyhow!("{name} does not decode: {e}"))?;
             assert!(text.ends_with(b"\n"), "{name} is cut short");
+            let docs = text.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+            for line in docs.clone() {
+                serde_json::from_slice::<serde_json::Value>(line)
+                    .map_err(|e| anyhow::anyhow!("{name} holds a broken document: {e}"))?;
+            }
+            assert_eq!(docs.count(), 2000, "{name}");
         } else {
             assert!(name.ends_with(".tmp"), "unexpected file {name}");
         }
