@@ -952,15 +952,44 @@ fn train_tokens_from_rasa_yaml_then_evaluate_and_extract_entities() -> Result<()
     ];
     let words: Vec<&str> = cities.iter().chain(&days).chain(&other).copied().collect();
     let enc = tiny_encoder(dir, &words)?;
-    let mut yml = String::from("version: \"3.1\"\nnlu:\n- intent: book\n  examples: |\n");
+    // Training, validation and test sentences are disjoint: each set has its own sentence
+    // shapes and city-day pairs, so a tagger that learnt where entities sit in the training
+    // sentences, rather than which words they are, fails the test set.
+    let nlu = |examples: &[String]| {
+        let mut yml = String::from("version: \"3.1\"\nnlu:\n- intent: book\n  examples: |\n");
+        for e in examples {
+            yml += &format!("    - {e}\n");
+        }
+        yml
+    };
+    let (mut train, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
     for (i, c) in cities.iter().enumerate() {
-        let d = days[i % days.len()];
-        yml += &format!("    - fly to [{c}](city)\n");
-        yml += &format!("    - i want a ticket to [{c}](city) on [{d}](day) please\n");
-        yml += &format!("    - book a flight to [{c}]{{\"entity\": \"city\"}} for [{d}](day)\n");
-        yml += &format!("    - on [{d}](day) i want to go to [{c}](city)\n");
+        let day = |j: usize| days[(i + j) % days.len()];
+        train.push(format!("fly to [{c}](city)"));
+        train.push(format!(
+            "i want a ticket to [{c}](city) on [{}](day) please",
+            day(0)
+        ));
+        train.push(format!(
+            "book a flight to [{c}]{{\"entity\": \"city\"}} for [{}](day)",
+            day(1)
+        ));
+        train.push(format!("on [{}](day) i want to go to [{c}](city)", day(2)));
+        train.push(format!("[{c}](city) on [{}](day)", day(0)));
+        train.push(format!("please book [{c}](city)"));
+        train.push(format!("[{}](day) fly to [{c}](city)", day(1)));
+        let d = days[(i + 2) % days.len()];
+        valid.push(format!(
+            "please book a ticket for [{d}](day) to [{c}](city)"
+        ));
+        let d = days[(i + 1) % days.len()];
+        test.push(format!("i want to fly to [{c}](city) on [{d}](day)"));
+        test.push(format!("please go to [{c}](city) for [{d}](day)"));
+        test.push(format!("[{d}](day) a flight to [{c}](city) please"));
     }
-    std::fs::write(dir.join("nlu.yml"), yml)?;
+    std::fs::write(dir.join("train.yml"), nlu(&train))?;
+    std::fs::write(dir.join("valid.yml"), nlu(&valid))?;
+    std::fs::write(dir.join("test.yml"), nlu(&test))?;
     let out = duet(
         &[
             "train",
@@ -968,9 +997,9 @@ fn train_tokens_from_rasa_yaml_then_evaluate_and_extract_entities() -> Result<()
             "--model",
             enc.to_str().unwrap_or_default(),
             "--train",
-            "nlu.yml",
+            "train.yml",
             "--valid",
-            "nlu.yml",
+            "valid.yml",
             "--out",
             "run",
             "--epochs",
@@ -993,6 +1022,7 @@ fn train_tokens_from_rasa_yaml_then_evaluate_and_extract_entities() -> Result<()
     assert_eq!(cfg["id2label"]["1"], "B-city", "{cfg}");
     assert!(dir.join("run/final/tokenizer.json").is_file());
 
+    // Scored on the held-out sentences.
     let out = duet(
         &[
             "eval",
@@ -1000,7 +1030,7 @@ fn train_tokens_from_rasa_yaml_then_evaluate_and_extract_entities() -> Result<()
             "--model",
             "run/final",
             "--data",
-            "nlu.yml",
+            "test.yml",
             "--out",
             "eval",
         ],
@@ -1009,10 +1039,11 @@ fn train_tokens_from_rasa_yaml_then_evaluate_and_extract_entities() -> Result<()
     assert!(out.status.success(), "{}", text(&out.stderr));
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("eval/metrics.json"))?)?;
-    assert_eq!(m["entities"], 42, "{m}");
-    let f1 = m["f1"].as_f64().unwrap_or(-1.0);
-    assert!(f1 >= 0.9, "entity F1 {f1} on the training sentences: {m}");
+    assert_eq!(m["entities"], 36, "{m}");
     assert!(m["per_type"]["day"]["support"] == 18, "{m}");
+    let f1 = m["f1"].as_f64().unwrap_or(-1.0);
+    assert!(f1 >= 0.9, "entity F1 {f1} on held-out sentences: {m}");
+    println!("entity F1 {f1:.3} on held-out sentences");
 
     let out = duet(
         &[
@@ -1020,21 +1051,33 @@ fn train_tokens_from_rasa_yaml_then_evaluate_and_extract_entities() -> Result<()
             "entities",
             "--model",
             "run/final",
-            "Fly to Madrid.",
+            "Please fly to Madrid on Friday.",
         ],
         dir,
     )?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let line: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let e = &line["entities"][0];
+    let found: Vec<_> = line["entities"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    (
+                        e["entity"].as_str(),
+                        e["value"].as_str(),
+                        e["start"].as_u64(),
+                        e["end"].as_u64(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     assert_eq!(
-        (
-            e["entity"].as_str(),
-            e["value"].as_str(),
-            e["start"].as_u64(),
-            e["end"].as_u64()
-        ),
-        (Some("city"), Some("Madrid"), Some(7), Some(13)),
+        found,
+        [
+            (Some("city"), Some("Madrid"), Some(14), Some(20)),
+            (Some("day"), Some("Friday"), Some(24), Some(30))
+        ],
         "{line}"
     );
 
