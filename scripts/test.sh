@@ -2,7 +2,7 @@
 # The test command: install what the tests need on a fresh Debian machine, then run every
 # crate's tests (`--no-fail-fast`, so one failing crate does not hide the others).
 #
-# Usage: scripts/test.sh [CARGO TEST ARGS...]     e.g. scripts/test.sh -p duet-train
+# Usage: scripts/test.sh [CARGO TEST ARGS...]     e.g. scripts/test.sh -p duet-train (that crate only)
 #
 # Installs (each step is skipped when already done):
 #   - apt: python3-venv (the OpenAI client and rasa-sdk tests make a venv under target/),
@@ -43,4 +43,12 @@ for d in testdata/rasa ../shared/rasa-projects; do
 done
 
 echo "== tests"
-exec cargo test --workspace --no-fail-fast "$@"
+# Every crate, unless the arguments choose packages (cargo lets --workspace override -p).
+scope=(--workspace)
+for arg in "$@"; do
+    case "$arg" in
+        -p | -p* | --package | --package=*) scope=() ;;
+        --) break ;;
+    esac
+done
+exec cargo test "${scope[@]}" --no-fail-fast "$@"
