@@ -357,6 +357,101 @@ mod tests {
         );
     }
 
+    /// The tiny random BERT of the model fixtures with the word-level tokenizer that
+    /// testdata/extract/make_tokenizer.py made for kaggle.txt (committed, so byte-for-byte
+    /// stable), and that document.
+    fn tiny_embedder_and_text() -> (SentenceEmbedder, String) {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
+        let dev = candle_core::Device::Cpu;
+        let model_dir = root.join("model/tiny-bert-mlm");
+        let cfg = duet_model::bert::Config::load(&model_dir.join("config.json")).unwrap();
+        let ck = duet_model::hub::Checkpoint::load(&model_dir, &dev).unwrap();
+        let model = duet_model::bert::BertModel::load(ck.var_builder(&dev), &cfg, false).unwrap();
+        let tok = duet_model::load_tokenizer(&root.join("extract")).unwrap();
+        let e =
+            SentenceEmbedder::new(model, tok, duet_model::bert::Pooling::Mean, false, 64).unwrap();
+        let text = std::fs::read_to_string(root.join("extract/kaggle.txt")).unwrap();
+        (e, text)
+    }
+
+    #[test]
+    fn the_encoder_re_ranks_yakes_candidates_by_similarity_to_the_document() {
+        let (e, text) = tiny_embedder_and_text();
+        let cfg = KeywordConfig {
+            top: 6,
+            pool: 12,
+            lang: Some("en".into()),
+            ..KeywordConfig::default()
+        };
+        let alone = KeywordExtractor::new(cfg.clone())
+            .unwrap()
+            .extract(&text)
+            .unwrap();
+        let x = KeywordExtractor::new(cfg.clone())
+            .unwrap()
+            .with_embedder(e.clone());
+        let k = x.extract(&text).unwrap();
+        let got: Vec<&str> = k.iter().map(|k| k.keyword.as_str()).collect();
+        let yake: Vec<&str> = alone.iter().map(|k| k.keyword.as_str()).collect();
+        // 1) The re-ranked order, fixed by the committed encoder and tokenizer.
+        assert_eq!(got, RERANKED, "YAKE alone: {yake:?}");
+        assert_ne!(got, yake, "the encoder changed nothing");
+        // 2) Each similarity is the phrase's cosine to the mean of the document's unit chunk
+        // vectors.
+        let chunks = chunks(&text, e.max_len());
+        let refs: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        let doc = mean_unit(&e.embed(&refs, 16).unwrap());
+        for kw in &k {
+            let v = e.embed(&[kw.keyword.as_str()], 1).unwrap();
+            let sim = kw.similarity.unwrap();
+            assert!((cosine(&v[0], &doc) - sim).abs() < 1e-5, "{kw:?}");
+        }
+        // 3) The order is the mean of the YAKE rank and the similarity rank over the pool, the
+        // YAKE rank breaking ties; the similarity ranks are not near ties (a stable order).
+        let stop = StopWords::predefined("en").unwrap_or_default();
+        let config = Config {
+            ngrams: cfg.ngrams,
+            ..Config::default()
+        };
+        let pool: Vec<String> = get_n_best(cfg.pool, &text, &stop, &config)
+            .into_iter()
+            .map(|r| r.raw)
+            .collect();
+        let refs: Vec<&str> = pool.iter().map(String::as_str).collect();
+        let sims: Vec<f32> = e
+            .embed(&refs, 32)
+            .unwrap()
+            .iter()
+            .map(|v| cosine(v, &doc))
+            .collect();
+        let mut sorted = sims.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        assert!(sorted.windows(2).all(|w| w[0] - w[1] > 1e-4), "{sorted:?}");
+        let fused = |p: &str| {
+            let i = pool.iter().position(|q| q == p).unwrap();
+            let sim_rank = sorted.iter().position(|s| *s == sims[i]).unwrap();
+            (i + sim_rank) as f64 / 2.0
+        };
+        assert!(
+            got.windows(2)
+                .all(|w| (fused(w[0]), pool.iter().position(|q| q == w[0]))
+                    < (fused(w[1]), pool.iter().position(|q| q == w[1]))),
+            "{got:?} against the pool {pool:?} with similarities {sims:?}"
+        );
+    }
+
+    /// What the tiny encoder's re-ranking puts first in kaggle.txt (YAKE alone: "science
+    /// community Kaggle", "data science community", "Google", "Google is acquiring", "CEO
+    /// Anthony Goldbloom", "San Francisco").
+    const RERANKED: &[&str] = &[
+        "science community Kaggle",
+        "acquiring data science",
+        "Google is acquiring",
+        "hosts data science",
+        "CEO Anthony Goldbloom",
+        "San Francisco",
+    ];
+
     #[test]
     fn empty_text_has_no_keywords() {
         let x = KeywordExtractor::new(KeywordConfig::default()).unwrap();

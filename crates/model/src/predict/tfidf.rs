@@ -88,13 +88,22 @@ impl TfidfConfig {
             }
         }
         if self.char_ngrams[1] > 0 {
+            let shortest = self.char_ngrams[0].max(1);
             for word in lower.split_whitespace() {
                 let padded: Vec<char> = std::iter::once(' ')
                     .chain(word.chars())
                     .chain(std::iter::once(' '))
                     .collect();
-                for n in self.char_ngrams[0].max(1)..=self.char_ngrams[1] {
+                for n in shortest..=self.char_ngrams[1] {
                     if padded.len() < n {
+                        // A padded word shorter than the shortest n-gram counts once, whole,
+                        // as in scikit-learn's `char_wb`.
+                        if n == shortest {
+                            let mut key = String::with_capacity(2 + 4 * padded.len());
+                            key.push_str("c ");
+                            key.extend(padded.iter());
+                            *counts.entry(key).or_default() += 1;
+                        }
                         break;
                     }
                     for g in padded.windows(n) {
@@ -283,6 +292,15 @@ mod tests {
         };
         let t = c.terms("ab");
         assert_eq!(t.len(), 5, "{t:?}"); // " a", "ab", "b ", " ab", "ab "
+        // A word shorter than the shortest n-gram counts once, whole.
+        let c = TfidfConfig {
+            word_ngrams: [0, 0],
+            char_ngrams: [4, 5],
+            ..Default::default()
+        };
+        let t = c.terms("a ok");
+        assert_eq!(t.len(), 2, "{t:?}"); // " a ", " ok "
+        assert_eq!(t.get("c  a "), Some(&1), "{t:?}");
     }
 
     #[test]
