@@ -16,6 +16,8 @@ pub const BLOCK: usize = 32;
 #[derive(Debug)]
 struct Entry {
     tokens: Vec<u32>,
+    /// The hash of each of its whole-block prefixes (its keys in the index).
+    hashes: Vec<u64>,
     cache: LmCache,
     bytes: usize,
     used: u64,
@@ -24,8 +26,10 @@ struct Entry {
 /// Cached prefixes under a memory bound.
 #[derive(Debug)]
 pub struct PrefixCache {
-    /// By the hash of each entry's tokens (whole blocks).
     entries: HashMap<u64, Entry>,
+    /// Every whole-block prefix of every entry, by its hash: the newest entry that has it.
+    index: HashMap<u64, u64>,
+    next_id: u64,
     bytes: usize,
     budget: usize,
     clock: u64,
@@ -49,14 +53,16 @@ impl PrefixCache {
     pub fn new(budget: usize) -> Self {
         Self {
             entries: HashMap::new(),
+            index: HashMap::new(),
+            next_id: 0,
             bytes: 0,
             budget,
             clock: 0,
         }
     }
 
-    /// The longest cached prefix of `prompt` that leaves at least one token to run: a copy of
-    /// its cache, holding that many positions.
+    /// The longest cached prefix of `prompt`, in whole blocks, that leaves at least one token
+    /// to run: a copy of its cache, holding that many positions.
     pub fn lookup(&mut self, prompt: &[u32]) -> Option<LmCache> {
         if self.budget == 0 || prompt.len() <= BLOCK {
             return None;
@@ -66,7 +72,7 @@ impl PrefixCache {
         self.clock += 1;
         for (k, h) in hashes.iter().enumerate().rev() {
             let len = (k + 1) * BLOCK;
-            let Some(e) = self.entries.get_mut(h) else {
+            let Some(e) = self.index.get(h).and_then(|id| self.entries.get_mut(id)) else {
                 continue;
             };
             if e.tokens.len() < len || e.tokens[..len] != prompt[..len] {
@@ -87,10 +93,13 @@ impl PrefixCache {
         if self.budget == 0 || len == 0 {
             return;
         }
-        let Some(&h) = block_hashes(&tokens[..len]).last() else {
-            return;
-        };
-        if self.entries.contains_key(&h) {
+        let hashes = block_hashes(&tokens[..len]);
+        let covered = hashes
+            .last()
+            .and_then(|h| self.index.get(h))
+            .and_then(|id| self.entries.get(id))
+            .is_some_and(|e| e.tokens.len() >= len && e.tokens[..len] == tokens[..len]);
+        if covered {
             return;
         }
         let mut c = cache.clone();
@@ -102,19 +111,28 @@ impl PrefixCache {
             return;
         }
         while self.bytes + bytes > self.budget {
-            let Some((&oldest, _)) = self.entries.iter().min_by_key(|(_, e)| e.used) else {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(&id, _)| id)
+            else {
                 break;
             };
-            if let Some(e) = self.entries.remove(&oldest) {
-                self.bytes -= e.bytes;
-            }
+            self.evict(oldest);
         }
         self.clock += 1;
         self.bytes += bytes;
+        let id = self.next_id;
+        self.next_id += 1;
+        for &h in &hashes {
+            self.index.insert(h, id);
+        }
         self.entries.insert(
-            h,
+            id,
             Entry {
                 tokens: tokens[..len].to_vec(),
+                hashes,
                 cache: c,
                 bytes,
                 used: self.clock,
@@ -122,8 +140,15 @@ impl PrefixCache {
         );
     }
 
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.bytes
+    /// Drops an entry and the index keys that lead to it.
+    fn evict(&mut self, id: u64) {
+        if let Some(e) = self.entries.remove(&id) {
+            self.bytes -= e.bytes;
+            for h in e.hashes {
+                if self.index.get(&h) == Some(&id) {
+                    self.index.remove(&h);
+                }
+            }
+        }
     }
 }

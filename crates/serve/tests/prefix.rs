@@ -72,6 +72,20 @@ async fn a_conversation_answers_the_same_with_the_prefix_cache_on_and_off() -> R
     }
     // Every turn after the first starts with the system prompt and the turns before it.
     assert!(counter(&on.app, "hits").await? >= 3);
+    // Another conversation's first turn shares only the system prompt: it is found too.
+    let before = counter(&on.app, "tokens").await?;
+    let system = "the cat sat on the mat and a dog and a cat ".repeat(12);
+    let (st, v) = post(
+        &on.app,
+        "/v1/chat/completions",
+        json!({"model": "llama", "max_tokens": 2, "messages": [
+            {"role": "system", "content": system}, {"role": "user", "content": "something else"}]}),
+    )
+    .await?;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let reused = counter(&on.app, "tokens").await? - before;
+    let prompt = v["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+    assert!(reused >= 64 && reused < prompt, "{reused} of {prompt}");
     assert!(counter(&on.app, "tokens").await? > 3 * 32);
     assert_eq!(counter(&off.app, "hits").await?, 0);
     Ok(())
