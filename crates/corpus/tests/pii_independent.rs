@@ -100,7 +100,7 @@ fn precision_and_recall_per_kind_on_the_independent_set() -> anyhow::Result<()> 
         }
     }
     let mut worst: Vec<_> = misses.into_iter().collect();
-    worst.sort_by(|a, b| b.1.cmp(&a.1));
+    worst.sort_by_key(|w| std::cmp::Reverse(w.1));
     for (what, n) in worst.iter().take(40) {
         println!("{n:5}  {what}");
     }
