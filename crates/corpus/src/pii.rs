@@ -11,8 +11,8 @@
 //!   a phone number.
 //! - IP: dotted IPv4 with octets up to 255, not part of a longer dotted run (`1.2.3.4.5` is a
 //!   version); IPv6 as `std::net::Ipv6Addr` parses it, with at least three colons or `::1`.
-//! - CARD: 13-19 digits, bare or grouped by single spaces or dashes, passing the Luhn check
-//!   and starting with a card network's prefix at a length that network issues.
+//! - CARD: 13-19 digits (Maestro: 12-19), bare or grouped by single spaces or dashes, passing
+//!   the Luhn check and starting with a card network's prefix at a length that network issues.
 //! - CN_ID: 17 digits and a check character (digit or X) passing ISO 7064 MOD 11-2, with a
 //!   province code and a real birth date.
 //!
@@ -139,7 +139,7 @@ impl Redactor {
             )?,
             cn_id: re(r"\d{17}[\dXx]")?,
             card: re(
-                r"\d{4}(?:[ \-]\d{4}){3}(?:[ \-]\d{1,3})?|\d{4}[ \-]\d{6}[ \-]\d{4,5}|\d{13,19}",
+                r"\d{4}(?:[ \-]\d{4}){3}(?:[ \-]\d{1,3})?|\d{4}[ \-]\d{6}[ \-]\d{4,5}|\d{12,19}",
             )?,
             phone: re(concat!(
                 r"\+\d{1,3}(?:[ \-.]?\(\d{1,4}\))?(?:[ \-.]?\d{1,5}){1,5}",
@@ -306,11 +306,22 @@ fn card_ok(m: &str) -> bool {
     }
     let d = digits(m);
     let n = d.len();
-    if !(13..=19).contains(&n) || !luhn(&d) {
+    if !(12..=19).contains(&n) || !luhn(&d) {
         return false;
     }
     let prefix = |k: usize| d[..k].iter().fold(0u32, |a, &x| a * 10 + x);
     let (p1, p2, p4) = (prefix(1), prefix(2), prefix(4));
+    // Maestro: 12 to 19 digits.
+    if matches!(
+        p4,
+        5018 | 5020 | 5038 | 5893 | 6304 | 6390 | 6759 | 6761..=6763
+    ) || (56..=58).contains(&p2)
+    {
+        return true;
+    }
+    if n == 12 {
+        return false;
+    }
     match p1 {
         4 => matches!(n, 13 | 16 | 19),          // Visa
         3 if p2 == 34 || p2 == 37 => n == 15,    // Amex
@@ -390,6 +401,17 @@ mod tests {
             .into_iter()
             .map(|m| (m.kind, text[m.start..m.end].to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn twelve_digits_are_a_card_only_with_a_maestro_prefix() {
+        // Luhn-valid both; only the first starts as Maestro issues.
+        assert_eq!(
+            kinds("paid with 501823351520 today"),
+            [(PiiKind::Card, "501823351520".into())]
+        );
+        assert!(luhn(&digits("123456789015")));
+        assert!(kinds("order 123456789015 shipped").is_empty());
     }
 
     #[test]
