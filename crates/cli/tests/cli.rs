@@ -1437,10 +1437,12 @@ fn questions_nobody_foresaw_go_to_the_language_model_through_the_openai_api() ->
         project.join("config.yml"),
         "pipeline:\n  - name: FallbackClassifier\n    threshold: 0.9\npolicies:\n  - name: RulePolicy\n",
     )?;
+    // Greedy: without a seed the server samples afresh on every request, and a random tiny
+    // model sometimes answers nothing (then the assistant rightly says utter_default).
     std::fs::write(
         project.join("endpoints.yml"),
         format!(
-            "llm:\n  url: \"{lm_url}\"\n  model: tiny\n  api_key_env: DUET_TEST_LM_KEY\n  max_tokens: 8\n  timeout: 5\n  retries: 1\n"
+            "llm:\n  url: \"{lm_url}\"\n  model: tiny\n  api_key_env: DUET_TEST_LM_KEY\n  max_tokens: 8\n  temperature: 0\n  timeout: 5\n  retries: 1\n"
         ),
     )?;
     let p = project.to_str().unwrap_or_default();
