@@ -17,15 +17,16 @@ use crate::error::ApiError;
 use crate::metrics::ModelLabel;
 use crate::state::{AppState, Generator};
 
-/// What a `response_format` asks of the output, as the decoder's constraint (`None` for text).
+/// What a `response_format` asks of the output, as the decoder's constraint tagged with the
+/// field it came from (`None` for text or no format).
 pub(crate) fn constraint_of(
-    f: &ResponseFormat,
-) -> std::result::Result<Option<Constraint>, ApiError> {
-    Ok(match f {
-        ResponseFormat::Text => None,
-        ResponseFormat::JsonObject => Some(Constraint::JsonSchema(json!({"type": "object"}))),
-        ResponseFormat::JsonSchema { json_schema } => match json_schema.get("schema") {
-            Some(s) => Some(Constraint::JsonSchema(s.clone())),
+    f: Option<&ResponseFormat>,
+) -> std::result::Result<Option<(Constraint, &'static str)>, ApiError> {
+    let c = match f {
+        None | Some(ResponseFormat::Text) => return Ok(None),
+        Some(ResponseFormat::JsonObject) => Constraint::JsonSchema(json!({"type": "object"})),
+        Some(ResponseFormat::JsonSchema { json_schema }) => match json_schema.get("schema") {
+            Some(s) => Constraint::JsonSchema(s.clone()),
             None => {
                 return Err(ApiError::invalid(
                     "response_format",
@@ -33,7 +34,8 @@ pub(crate) fn constraint_of(
                 ));
             }
         },
-    })
+    };
+    Ok(Some((c, "response_format")))
 }
 
 /// What every choice of a generation collected.

@@ -435,6 +435,15 @@ pub enum OutputItem {
     },
 }
 
+impl OutputItem {
+    /// The item's id (`msg_…` or `fc_…`).
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Message { id, .. } | Self::FunctionCall { id, .. } => id,
+        }
+    }
+}
+
 /// The text of an output message.
 #[derive(Debug, Clone, Serialize)]
 pub struct OutputText {

@@ -57,19 +57,30 @@ struct Output {
     tokens: Vec<(String, f32)>,
 }
 
-/// Reads events until `n` tokens have come (or the end), returning what came.
+/// Adds an event to `out`; whether it ended the job (an error when the job failed).
+fn add(ev: Event, out: &mut Output) -> Result<bool> {
+    match ev {
+        Event::Delta { text, logprobs } => {
+            out.text.push_str(&text);
+            out.tokens
+                .extend(logprobs.into_iter().map(|l| (l.token, l.logprob)));
+            Ok(false)
+        }
+        Event::Done { .. } => Ok(true),
+        Event::Failed(m) => bail!("{m}"),
+        Event::Prompt { .. } => Ok(false),
+    }
+}
+
+/// Reads events until `n` tokens have come (or the end), returning whether it ended.
 async fn read(rx: &mut UnboundedReceiver<Event>, out: &mut Output, n: usize) -> Result<bool> {
     while out.tokens.len() < n {
-        match rx.recv().await {
-            Some(Event::Delta { text, logprobs }) => {
-                out.text.push_str(&text);
-                out.tokens
-                    .extend(logprobs.into_iter().map(|l| (l.token, l.logprob)));
-            }
-            Some(Event::Done { .. }) => return Ok(true),
-            Some(Event::Failed(m)) => bail!("{m}"),
-            Some(Event::Prompt { .. }) => {}
-            None => bail!("the engine dropped the job"),
+        let ev = rx
+            .recv()
+            .await
+            .ok_or_else(|| anyhow!("the engine dropped the job"))?;
+        if add(ev, out)? {
+            return Ok(true);
         }
     }
     Ok(false)
@@ -78,14 +89,8 @@ async fn read(rx: &mut UnboundedReceiver<Event>, out: &mut Output, n: usize) -> 
 /// Takes the events already there; whether the job has ended.
 fn ended(rx: &mut UnboundedReceiver<Event>, out: &mut Output) -> bool {
     while let Ok(ev) = rx.try_recv() {
-        match ev {
-            Event::Delta { text, logprobs } => {
-                out.text.push_str(&text);
-                out.tokens
-                    .extend(logprobs.into_iter().map(|l| (l.token, l.logprob)));
-            }
-            Event::Done { .. } | Event::Failed(_) => return true,
-            Event::Prompt { .. } => {}
+        if add(ev, out).unwrap_or(true) {
+            return true;
         }
     }
     false

@@ -102,8 +102,7 @@ pub(crate) fn start(s: &AppState, req: &ChatRequest) -> Result<StartedChat, ApiE
             ));
         }
         (Some(p), None) => p.constraint().map(|c| (c, "tools")),
-        (None, Some(f)) => constraint_of(f)?.map(|c| (c, "response_format")),
-        (None, None) => None,
+        (None, f) => constraint_of(f.as_ref())?,
     };
     let sub = submit(
         s,

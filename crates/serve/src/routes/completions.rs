@@ -146,15 +146,20 @@ pub(crate) async fn completions(
             "`max_tokens: 0` only scores the prompt: it needs `echo: true`",
         ));
     }
-    // The first token of each prompt, for the echoed prompt's logprobs.
-    let firsts: Vec<String> = fitted
-        .iter()
-        .map(|(p, _)| {
-            p.first()
-                .and_then(|&t| g.tokenizer.decode(&[t], false).ok())
-                .unwrap_or_default()
-        })
-        .collect();
+    // With `echo` and `logprobs`: the first token of each prompt, which heads its logprobs.
+    let scoring = echoing && top.is_some();
+    let firsts: Vec<String> = if scoring {
+        fitted
+            .iter()
+            .map(|(p, _)| {
+                p.first()
+                    .and_then(|&t| g.tokenizer.decode(&[t], false).ok())
+                    .unwrap_or_default()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let echo: Vec<String> = if echoing {
         fitted
             .iter()
@@ -164,11 +169,7 @@ pub(crate) async fn completions(
         Vec::new()
     };
     let n = checked.n;
-    let constraint = match &checked.format {
-        Some(f) => constraint_of(f)?.map(|c| (c, "response_format")),
-        None => None,
-    };
-    let scoring = echoing && top.is_some();
+    let constraint = constraint_of(checked.format.as_ref())?;
     let sub = submit(
         &s,
         &req.model,

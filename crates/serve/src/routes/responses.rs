@@ -446,10 +446,7 @@ fn stream(
                             "in_progress",
                         );
                         let done = call_item(c.clone(), "completed");
-                        let item_id = match &done {
-                            OutputItem::FunctionCall { id, .. } => id.clone(),
-                            OutputItem::Message { id, .. } => id.clone(),
-                        };
+                        let item_id = done.id().to_owned();
                         let args = c.function.arguments.clone();
                         let ok = out
                             .send(|n| ResponseEvent::ItemAdded {
